@@ -1,0 +1,248 @@
+"""The `langadapt` command line: verbs call the library, they hold no logic of their own.
+
+Run-level verbs live here (validate, run, status, demo, models). Stage verbs (`vocab train`, `embed init`,
+`eval`, ...) live in each stage package's `cli.py`, which exposes `register(app)`; a verb whose package
+does not register it yet answers "not implemented yet (issue: ...)" and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from langadapt.errors import LangadaptError, NotImplementedStage
+
+app = typer.Typer(
+    name="langadapt",
+    help="Adapt a pretrained LLM to a new language: data → vocab → embed → cpt → lep → sft/dpo → eval → report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens; never print them
+)
+models_app = typer.Typer(help="Resolve and cache models (builtin:NAME, local folders, hub ids).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+# Stage packages whose `cli.py` registers verbs, and the issue that fills each verb until it exists.
+VERB_PACKAGES = ("data", "vocab", "embeddings", "lep", "train", "evaluate", "report")
+PENDING_VERBS = {
+    "data": "data layer",
+    "vocab": "vocabulary adaptation",
+    "embed": "embedding surgery and LEP",
+    "lep": "embedding surgery and LEP",
+    "cpt": "continued pre-training",
+    "sft": "instruction tuning and DPO",
+    "dpo": "instruction tuning and DPO",
+    "check": "instruction tuning and DPO",
+    "eval": "evaluation",
+    "report": "report",
+}
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    setup_logging(level)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # weight-loading bars drown the stage log; training has its own
+    logger = logging.getLogger("langadapt")
+    logger.setLevel(level)
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(RichHandler(console=stderr, show_path=False, markup=False, rich_tracebacks=False))
+    logger.propagate = False
+
+
+# --------------------------------------------------------------------------------------------------------
+# Run-level verbs.
+# --------------------------------------------------------------------------------------------------------
+
+ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).", show_default=False)]
+
+
+@app.command()
+def validate(config: ConfigArg) -> None:
+    """Check a config (schema, files, models, stage order) without running anything."""
+    from langadapt.config import load_config
+    from langadapt.pipeline import check
+
+    cfg = load_config(config)
+    planned = check(cfg)
+    stdout.print(f"ok: {config} — run '{cfg.name}' → {cfg.output_dir}")
+    stdout.print("stages: " + " → ".join(s.name for s in planned))
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    force: Annotated[list[str] | None, typer.Option("--force", help="Re-run this stage even if up to date (repeatable).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Stop after this stage.")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Override output_dir.")] = None,
+) -> None:
+    """Run the configured stages in pipeline order, skipping those already complete and unchanged."""
+    from langadapt.config import load_config
+
+    overrides = {"output_dir": str(output_dir.resolve())} if output_dir else None
+    cfg = load_config(config, overrides=overrides)
+    _run_and_report(cfg, force=force or [], until=until)
+
+
+def _run_and_report(cfg: Any, *, force: list[str], until: str | None) -> None:
+    from langadapt.pipeline import run_pipeline
+
+    def announce(stage: str, event: str) -> None:
+        if event == "running":
+            stderr.print(f"[bold]▶ {stage}[/bold]")
+        elif event == "skipped":
+            stderr.print(f"[dim]= {stage}: up to date, skipped[/dim]")
+
+    results = run_pipeline(cfg, force=force, until=until, on_stage=announce)
+    ran = sum(r.status == "ran" for r in results)
+    stdout.print(f"done: {ran} stage(s) ran, {len(results) - ran} up to date — langadapt status {cfg.output_dir}")
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run's output_dir.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show each stage of a run: status, time and headline metrics."""
+    from langadapt.status import run_status
+
+    rows = run_status(run_dir)
+    if as_json:
+        stdout.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(title=f"run {run_dir}", title_justify="left")
+    for column in ("stage", "status", "ended", "wall", "metrics"):
+        table.add_column(column, overflow="fold")
+    colours = {"complete": "green", "failed": "red", "interrupted": "red", "running": "yellow", "pending": "dim"}
+    for row in rows:
+        metrics = "  ".join(f"{k}={_fmt(v)}" for k, v in row["metrics"].items())
+        if row.get("error"):
+            metrics = row["error"]
+        wall = f"{row['wall_seconds']:.1f}s" if row.get("wall_seconds") is not None else ""
+        style = colours.get(row["status"], "")
+        ended = (row.get("ended_at") or "").replace("T", " ").split("+")[0]
+        table.add_row(row["stage"], f"[{style}]{row['status']}[/{style}]", ended, wall, metrics)
+    stdout.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@app.command()
+def demo(
+    config: Annotated[Path | None, typer.Option("--config", help="Demo config (default: examples/demo-eu.yaml).")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Override output_dir (default: runs/demo-eu).")] = None,
+) -> None:
+    """Run the bundled Basque demo: the real SmolLM2-135M-Instruct model and a real Basque corpus."""
+    from langadapt.config import load_config
+
+    config = config or _find_demo_config()
+    overrides = {"output_dir": str(output_dir.resolve())} if output_dir else None
+    cfg = load_config(config, overrides=overrides)
+    stderr.print(f"demo: {config} → {cfg.output_dir}")
+    _run_and_report(cfg, force=[], until=None)
+
+
+def _find_demo_config() -> Path:
+    candidates = [Path.cwd() / "examples" / "demo-eu.yaml", Path(__file__).resolve().parents[2] / "examples" / "demo-eu.yaml"]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise LangadaptError(
+        "cannot find examples/demo-eu.yaml — run from the langadapt repository root or pass --config"
+    )
+
+
+@models_app.command("fetch")
+def models_fetch(name: Annotated[str, typer.Argument(help="builtin:NAME, a local folder or a hub id.")]) -> None:
+    """Resolve a model into a local HF folder (materialising builtins into $LANGADAPT_HOME) and print it."""
+    from langadapt.models import resolve
+
+    stdout.print(str(resolve(name)))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the builtin models and whether they are materialised."""
+    from langadapt.models import BUILTIN_MODELS, langadapt_home
+
+    for name, spec in BUILTIN_MODELS.items():
+        folder = langadapt_home() / "models" / name
+        state = str(folder) if (folder / "config.json").exists() else "not materialised yet"
+        stdout.print(f"builtin:{name}  ({spec.license}; needs {spec.wheel})  {state}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Stage verbs: registered by the stage packages; stubs for the ones not built yet.
+# --------------------------------------------------------------------------------------------------------
+
+
+def _register_stage_verbs() -> None:
+    for package in VERB_PACKAGES:
+        module_name = f"langadapt.{package}.cli"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(app)
+    taken = registered_verbs()
+    for verb, issue in PENDING_VERBS.items():
+        if verb not in taken:
+            _add_pending_verb(verb, issue)
+
+
+def registered_verbs() -> set[str]:
+    commands = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands if c.callback}
+    return commands | {g.name for g in app.registered_groups if g.name}
+
+
+def _add_pending_verb(verb: str, issue: str) -> None:
+    def pending(ctx: typer.Context) -> None:
+        raise NotImplementedStage(f"'langadapt {verb}' is not implemented yet (issue: {issue})")
+
+    app.command(
+        verb,
+        help=f"(not implemented yet — issue: {issue})",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(pending)
+
+
+_register_stage_verbs()
+
+
+def main() -> None:
+    """Console entry point: user errors become one `error:` line and a non-zero exit code."""
+    try:
+        app(prog_name="langadapt")
+    except LangadaptError as exc:
+        stderr.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data layer: read sources, clean, filter, deduplicate, mix by tokens and pack."""

@@ -1,0 +1,66 @@
+"""The data stage's output files and how later stages read them.
+
+`<run>/data/corpus/<source>.jsonl.gz` holds the cleaned training documents of each source and
+`<run>/data/eval/<name>.jsonl.gz` the held-out evaluation texts, one `{"text": ...}` per line. Stages
+read them with `read_texts` and never depend on the file format.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+CORPUS_DIR = "corpus"
+EVAL_DIR = "eval"
+
+
+def corpus_file(data_dir: Path, source: str) -> Path:
+    return Path(data_dir) / CORPUS_DIR / f"{source}.jsonl.gz"
+
+
+def eval_file(data_dir: Path, name: str) -> Path:
+    return Path(data_dir) / EVAL_DIR / f"{name}.jsonl.gz"
+
+
+def corpus_sources(data_dir: Path) -> list[str]:
+    return sorted(p.name.removesuffix(".jsonl.gz") for p in (Path(data_dir) / CORPUS_DIR).glob("*.jsonl.gz"))
+
+
+class TextWriter:
+    """Append documents to a corpus file; `passthrough` lets statistics be computed in the same pass."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.count = 0
+
+    def __enter__(self) -> TextWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = gzip.open(self.path, "wt", encoding="utf-8", compresslevel=3)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+    def write(self, text: str) -> None:
+        self._handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def passthrough(self, texts: Iterable[str]) -> Iterator[str]:
+        for text in texts:
+            self.write(text)
+            yield text
+
+
+def write_texts(path: Path, texts: Iterable[str]) -> int:
+    with TextWriter(path) as writer:
+        for text in texts:
+            writer.write(text)
+    return writer.count
+
+
+def read_texts(path: Path) -> Iterator[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            yield json.loads(line)["text"]

@@ -1,0 +1,179 @@
+"""Read documents from a configured source: jsonl / json.gz / txt / parquet / a `datasets` folder.
+
+Reading is streaming (one document at a time) so memory does not grow with the corpus. Lines that are
+not valid UTF-8 or not valid JSON are skipped and counted, never fatal half-way through a corpus.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from langadapt.data.config import SourceConfig
+from langadapt.errors import LangadaptError
+
+_JSONL = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
+_TXT = (".txt", ".txt.gz")
+_PARQUET = (".parquet",)
+
+
+@dataclass
+class ReadStats:
+    """What reading a source skipped, so stages can report it."""
+
+    documents: int = 0
+    invalid_utf8: int = 0
+    invalid_json: int = 0
+    missing_field: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def source_files(source: SourceConfig, name: str = "source") -> list[Path]:
+    """The files a source points at (a file, a folder of files, or a glob); an error if none."""
+    pattern = source.path
+    if any(ch in pattern for ch in "*?["):
+        matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    else:
+        path = Path(pattern)
+        if path.is_dir():
+            if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+                return [path]  # a `datasets.save_to_disk` folder is read as one unit
+            matches = sorted(p for p in path.rglob("*") if p.is_file() and _format_of(p, "auto") != "unknown")
+        else:
+            matches = [path] if path.exists() else []
+    if not matches:
+        raise LangadaptError(
+            f"data source '{name}': no file matches '{pattern}' — check data.sources.{name}.path "
+            "(relative paths are taken from the config file's folder)"
+        )
+    return matches
+
+
+def _format_of(path: Path, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    name = path.name.lower()
+    if path.is_dir():
+        return "arrow"
+    if name.endswith(_JSONL):
+        return "jsonl"
+    if name.endswith(_TXT):
+        return "txt"
+    if name.endswith(_PARQUET):
+        return "parquet"
+    return "unknown"
+
+
+def iter_documents(source: SourceConfig, name: str = "source", stats: ReadStats | None = None) -> Iterator[str]:
+    """Yield the text of each document of a source, in file order."""
+    stats = stats if stats is not None else ReadStats()
+    limit = source.max_documents
+    for path in source_files(source, name):
+        stats.files.append(str(path))
+        fmt = _format_of(path, source.format)
+        if fmt == "jsonl":
+            documents = _iter_jsonl(path, source.text_field, name, stats)
+        elif fmt == "txt":
+            documents = _iter_txt(path, stats)
+        elif fmt == "parquet":
+            documents = _iter_parquet(path, source.text_field, name)
+        elif fmt == "arrow":
+            documents = _iter_arrow(path, source.text_field, name)
+        else:
+            raise LangadaptError(
+                f"data source '{name}': cannot tell the format of '{path}' — name it *.jsonl[.gz], *.txt[.gz] "
+                "or *.parquet, or set data.sources.<name>.format"
+            )
+        for text in documents:
+            yield text
+            stats.documents += 1
+            if limit is not None and stats.documents >= limit:
+                return
+
+
+def _open_text_lines(path: Path, stats: ReadStats) -> Iterator[str]:
+    with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as raw:
+        for line in raw:
+            try:
+                yield line.decode("utf-8")
+            except UnicodeDecodeError:
+                stats.invalid_utf8 += 1
+
+
+def _iter_jsonl(path: Path, text_field: str, name: str, stats: ReadStats) -> Iterator[str]:
+    for line_number, line in enumerate(_open_text_lines(path, stats), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            stats.invalid_json += 1
+            continue
+        if not isinstance(record, dict) or text_field not in record:
+            if stats.documents == 0 and isinstance(record, dict):
+                fields = ", ".join(sorted(record)) or "none"
+                raise LangadaptError(
+                    f"data source '{name}': '{path.name}' line {line_number} has no field '{text_field}' "
+                    f"(fields: {fields}) — set data.sources.{name}.text_field"
+                )
+            stats.missing_field += 1
+            continue
+        text = record[text_field]
+        if isinstance(text, str):
+            yield text
+
+
+def _iter_txt(path: Path, stats: ReadStats) -> Iterator[str]:
+    """One document per line, or per blank-line-separated paragraph block when the file has blank lines."""
+    block: list[str] = []
+    saw_blank = False
+    for line in _open_text_lines(path, stats):
+        line = line.rstrip("\r\n")
+        if line.strip():
+            block.append(line)
+            continue
+        saw_blank = True
+        if block:
+            yield "\n".join(block)
+            block = []
+    if block:
+        if saw_blank:
+            yield "\n".join(block)
+        else:
+            yield from block
+
+
+def _iter_parquet(path: Path, text_field: str, name: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    if text_field not in parquet.schema_arrow.names:
+        raise LangadaptError(
+            f"data source '{name}': '{path.name}' has no column '{text_field}' "
+            f"(columns: {', '.join(parquet.schema_arrow.names)}) — set data.sources.{name}.text_field"
+        )
+    for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
+        for text in batch.column(0).to_pylist():
+            if isinstance(text, str):
+                yield text
+
+
+def _iter_arrow(path: Path, text_field: str, name: str) -> Iterator[str]:
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(path))
+    if hasattr(dataset, "keys") and not hasattr(dataset, "column_names"):
+        raise LangadaptError(f"data source '{name}': '{path}' is a DatasetDict — point at one split's folder")
+    if text_field not in dataset.column_names:
+        raise LangadaptError(
+            f"data source '{name}': '{path.name}' has no column '{text_field}' "
+            f"(columns: {', '.join(dataset.column_names)}) — set data.sources.{name}.text_field"
+        )
+    for row in dataset.select_columns([text_field]):
+        text = row[text_field]
+        if isinstance(text, str):
+            yield text

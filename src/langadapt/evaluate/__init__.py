@@ -1,0 +1,1 @@
+"""Evaluation: bits per character, multiple choice, copy and generation tasks, lm-eval bridge."""

@@ -1,0 +1,1 @@
+"""Report: one HTML page comparing the variants of a run."""

@@ -1,0 +1,262 @@
+"""The run store: one folder per stage under `output_dir`, each with a `manifest.json`.
+
+Layout of a run folder::
+
+    output_dir/
+      run-config.json        the resolved config of the latest `langadapt run`
+      run-log.jsonl          one event per line: stage started / completed / skipped / failed
+      .lock                  held (flock) while a run is active; released by the kernel on any exit
+      <stage>/               a complete stage: outputs + manifest.json (+ log.txt)
+      .tmp-<stage>-<pid>/    a stage being written; renamed to <stage>/ only when complete
+      .work/<stage>/         resumable scratch (e.g. training checkpoints); survives crashes
+
+A stage folder either exists with a complete manifest or does not exist: it is written under a temporary
+name and renamed into place, so a crash (even `kill -9`) never leaves a folder that looks complete.
+Leftover temporary folders are removed the next time the store is opened for writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from langadapt.errors import LangadaptError
+
+MANIFEST = "manifest.json"
+RUN_LOG = "run-log.jsonl"
+RUN_CONFIG = "run-config.json"
+WORK = ".work"
+
+# Libraries whose versions go into every manifest (those installed; missing ones are skipped).
+TRACKED_PACKAGES = (
+    "langadapt", "torch", "transformers", "tokenizers", "datasets", "peft", "trl", "accelerate",
+    "safetensors", "lm_eval",
+)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file + rename) so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def stable_hash(data: Any) -> str:
+    """Short sha256 of a JSON-serialisable value, independent of key order."""
+    blob = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    import platform
+
+    versions["python"] = platform.python_version()
+    return versions
+
+
+class RunStore:
+    """Stage folders, manifests, atomic commits and the event log of one run folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._lock_handle: Any = None
+
+    # ----------------------------------------------------------------------------------------------------
+    # Opening the store for writing.
+    # ----------------------------------------------------------------------------------------------------
+
+    def check_writable_location(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise LangadaptError(
+                f"output_dir '{self.root}' is a file — point output_dir at a folder (it will be created)"
+            )
+
+    def prepare(self) -> None:
+        self.check_writable_location()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LangadaptError(
+                f"cannot create output_dir '{self.root}': {exc.strerror} — choose a writable location"
+            ) from None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[RunStore]:
+        """Hold the run folder exclusively; clean up whatever an earlier crashed run left behind."""
+        self.prepare()
+        handle = (self.root / ".lock").open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise LangadaptError(
+                f"another langadapt run is writing to '{self.root}' — wait for it to finish or use another "
+                "output_dir"
+            ) from None
+        self._lock_handle = handle
+        try:
+            self.remove_leftovers()
+            yield self
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+            self._lock_handle = None
+
+    def is_locked(self) -> bool:
+        """True while some process holds the run folder (used by `status` to say 'running')."""
+        lock = self.root / ".lock"
+        if not lock.exists():
+            return False
+        with lock.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    def remove_leftovers(self) -> list[str]:
+        """Delete half-written stage folders (`.tmp-*`) and replaced ones (`.old-*`) from crashed runs."""
+        removed = []
+        for path in self.root.iterdir():
+            if path.is_dir() and path.name.startswith((".tmp-", ".old-")):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        return removed
+
+    # ----------------------------------------------------------------------------------------------------
+    # Stage folders.
+    # ----------------------------------------------------------------------------------------------------
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    def manifest(self, stage: str) -> dict[str, Any] | None:
+        """The manifest of a complete stage, or None when the stage has not completed."""
+        path = self.stage_dir(stage) / MANIFEST
+        if not path.exists():
+            return None
+        try:
+            manifest = read_json(path)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return manifest if manifest.get("status") == "complete" else None
+
+    def begin(self, stage: str) -> Path:
+        tmp = self.root / f".tmp-{stage}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        return tmp
+
+    def commit(self, stage: str, tmp: Path, manifest: dict[str, Any]) -> Path:
+        """Write the manifest last, then swap the temporary folder into place."""
+        manifest = {**manifest, "status": "complete"}
+        write_json(tmp / MANIFEST, manifest)
+        final = self.stage_dir(stage)
+        old = self.root / f".old-{stage}-{os.getpid()}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.root / WORK / stage, ignore_errors=True)
+        return final
+
+    def discard(self, tmp: Path) -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def work_dir(self, stage: str, key: str) -> Path:
+        """Scratch space that survives a crash, for stages that resume (e.g. training checkpoints).
+
+        It is tied to `key` (the stage's config and input fingerprint): when the key changes, whatever
+        was there belongs to a different computation and is wiped.
+        """
+        work = self.root / WORK / stage
+        key_file = work / "KEY"
+        if work.exists() and (not key_file.exists() or key_file.read_text().strip() != key):
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key + "\n")
+        return work
+
+    # ----------------------------------------------------------------------------------------------------
+    # Run-level records.
+    # ----------------------------------------------------------------------------------------------------
+
+    def log_event(self, stage: str, event: str, **details: Any) -> None:
+        record = {"time": now_iso(), "stage": stage, "event": event, "pid": os.getpid(), **details}
+        with (self.root / RUN_LOG).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+    def events(self) -> list[dict[str, Any]]:
+        path = self.root / RUN_LOG
+        if not path.exists():
+            return []
+        events = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                events.append(json.loads(line))
+        return events
+
+    def save_run_config(self, config: dict[str, Any], stages: list[str]) -> None:
+        write_json(self.root / RUN_CONFIG, {"stages": stages, "config": config, "saved_at": now_iso()})
+
+    def run_config(self) -> dict[str, Any] | None:
+        path = self.root / RUN_CONFIG
+        return read_json(path) if path.exists() else None
+
+
+def fingerprint_path(path: str | Path) -> str:
+    """Cheap content fingerprint of a file or folder: names, sizes and modification times.
+
+    Hashing gigabytes of corpus or weights on every run would cost more than the stages it guards;
+    size + mtime is what make and datatrove use and catches every edit that goes through the filesystem.
+    """
+    path = Path(path)
+    if not path.exists():
+        return "missing"
+    if path.is_file():
+        stat = path.stat()
+        return stable_hash([path.name, stat.st_size, stat.st_mtime_ns])
+    entries = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = file.stat()
+        entries.append([str(file.relative_to(path)), stat.st_size, stat.st_mtime_ns])
+    return stable_hash(entries)
+
+
+class Timer:
+    """Wall-clock seconds of a block, for manifests."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        self.started_at = now_iso()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+        self.ended_at = now_iso()

@@ -1,0 +1,47 @@
+"""What `langadapt status RUN_DIR` shows: each stage's state, timing and headline metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langadapt.errors import LangadaptError
+from langadapt.pipeline import PIPELINE, headline_metrics
+from langadapt.runstore import RunStore
+
+
+def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per stage of the latest run (planned stages first, then any other complete stage folder)."""
+    store = RunStore(run_dir)
+    if not store.root.is_dir():
+        raise LangadaptError(f"'{run_dir}' is not a run folder — pass the output_dir of a run (e.g. runs/demo-eu)")
+    saved = store.run_config()
+    planned = list(saved["stages"]) if saved else []
+    present = [name for name in PIPELINE if store.manifest(name) is not None and name not in planned]
+    if not planned and not present:
+        raise LangadaptError(f"'{run_dir}' holds no langadapt run — run `langadapt run CONFIG` first")
+
+    last_event: dict[str, dict[str, Any]] = {}
+    for event in store.events():
+        last_event[event["stage"]] = event
+    running = store.is_locked()
+
+    rows = []
+    for name in sorted(planned + present, key=PIPELINE.index):
+        manifest = store.manifest(name)
+        event = last_event.get(name, {})
+        row: dict[str, Any] = {"stage": name, "status": "pending", "metrics": {}}
+        if event.get("event") == "failed":
+            row.update(status="failed", error=event.get("error"), ended_at=event.get("time"))
+        elif event.get("event") == "started":
+            # The lock is released by the kernel when a run dies, so 'started' without it means killed.
+            row.update(status="running" if running else "interrupted", ended_at=None)
+        elif manifest is not None:
+            row.update(
+                status="complete",
+                ended_at=manifest.get("ended_at"),
+                wall_seconds=manifest.get("wall_seconds"),
+                metrics=headline_metrics(manifest),
+            )
+        rows.append(row)
+    return rows

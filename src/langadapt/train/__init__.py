@@ -1,0 +1,1 @@
+"""Training stages: continued pre-training, instruction tuning, preference alignment."""

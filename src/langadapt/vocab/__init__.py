@@ -1,0 +1,1 @@
+"""Vocabulary adaptation: train, extend and optimise tokenizers; token maps and tokenizer metrics."""

@@ -1,0 +1,219 @@
+"""The runner: order, skipping, re-running what changed and everything downstream, crashes, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from langadapt import pipeline
+from langadapt.config import validate_config
+from langadapt.errors import LangadaptError, NotImplementedStage
+from langadapt.pipeline import Stage, StageContext, run_pipeline
+from langadapt.runstore import RunStore
+from langadapt.status import run_status
+from tests.tiny import REPO
+
+
+def make_config(tmp_path: Path, **extra) -> object:
+    corpus = tmp_path / "corpus.jsonl"
+    if not corpus.exists():
+        corpus.write_text('{"text": "kaixo"}\n')
+    data = {
+        "name": "t", "output_dir": str(tmp_path / "run"), "target_language": "eu",
+        "models": {"base": "builtin:smollm2-135m-instruct"},
+        "data": {"sources": {"eu": {"path": str(corpus)}}},
+        **extra,
+    }
+    return validate_config(data, base_dir=tmp_path)
+
+
+class Recorder:
+    """Fake stages that record what they saw and write one file each."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.contexts: dict[str, StageContext] = {}
+        self.fail: set[str] = set()
+
+    def stage(self, name: str):
+        def fn(cfg, ctx: StageContext) -> dict:
+            self.calls.append(name)
+            self.contexts[name] = ctx
+            (ctx.out / f"{name}.txt").write_text(",".join(sorted(ctx.inputs)))
+            (ctx.work / "progress").write_text("half")
+            if name in self.fail:
+                raise RuntimeError(f"{name} exploded")
+            return {"value": len(self.calls), "summary": {"n": len(self.calls)}}
+
+        return fn
+
+
+@pytest.fixture
+def recorder(monkeypatch) -> Recorder:
+    rec = Recorder()
+    corpus_inputs = lambda cfg: [s.path for s in cfg.data.sources.values()]  # noqa: E731
+    stages = {
+        "data": Stage("data", rec.stage("data"), section="data", external_inputs=corpus_inputs),
+        "vocab": Stage("vocab", rec.stage("vocab"), needs=("data",), section=None),
+        "embed": Stage("embed", rec.stage("embed"), needs=("vocab",), after=("data",), section=None),
+    }
+    monkeypatch.setattr(pipeline, "registered_stages", lambda: stages)
+    return rec
+
+
+def test_stages_run_in_order_and_write_complete_manifests(tmp_path: Path, recorder: Recorder) -> None:
+    cfg = make_config(tmp_path)
+    results = run_pipeline(cfg)
+    assert [r.name for r in results] == ["data", "vocab", "embed"] == recorder.calls
+    run = tmp_path / "run"
+    manifest = json.loads((run / "embed" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["stage"] == "embed"
+    assert set(manifest["inputs"]) == {"stage:vocab", "stage:data"}
+    assert {"torch", "transformers", "python", "langadapt"} <= set(manifest["versions"])
+    assert manifest["metrics"]["value"] == 3 and manifest["wall_seconds"] >= 0
+    assert (run / "embed" / "embed.txt").read_text() == "data,vocab"
+    assert recorder.contexts["vocab"].out.name == f".tmp-vocab-{os.getpid()}"
+    assert (run / "vocab" / "log.txt").exists()
+    assert not list(run.glob(".tmp-*")) and not (run / ".work" / "vocab").exists()
+
+
+def test_an_unchanged_rerun_skips_everything(tmp_path: Path, recorder: Recorder) -> None:
+    cfg = make_config(tmp_path)
+    run_pipeline(cfg)
+    recorder.calls.clear()
+    results = run_pipeline(cfg)
+    assert recorder.calls == [] and [r.status for r in results] == ["skipped"] * 3
+
+
+def test_a_changed_section_reruns_that_stage_and_everything_downstream(tmp_path: Path, recorder: Recorder) -> None:
+    run_pipeline(make_config(tmp_path))
+    recorder.calls.clear()
+    cfg = make_config(tmp_path)
+    cfg.data.sources["eu"].max_documents = 5
+    run_pipeline(cfg)
+    assert recorder.calls == ["data", "vocab", "embed"]
+
+
+def test_a_changed_input_file_reruns_its_stage(tmp_path: Path, recorder: Recorder) -> None:
+    cfg = make_config(tmp_path)
+    run_pipeline(cfg)
+    recorder.calls.clear()
+    time.sleep(0.01)
+    (tmp_path / "corpus.jsonl").write_text('{"text": "kaixo mundua"}\n')
+    run_pipeline(cfg)
+    assert recorder.calls == ["data", "vocab", "embed"]
+
+
+def test_force_reruns_one_stage_and_what_depends_on_it(tmp_path: Path, recorder: Recorder) -> None:
+    cfg = make_config(tmp_path)
+    run_pipeline(cfg)
+    recorder.calls.clear()
+    run_pipeline(cfg, force=["vocab"])
+    assert recorder.calls == ["vocab", "embed"]
+
+
+def test_until_stops_after_the_named_stage(tmp_path: Path, recorder: Recorder) -> None:
+    run_pipeline(make_config(tmp_path), until="vocab")
+    assert recorder.calls == ["data", "vocab"]
+    with pytest.raises(LangadaptError, match="not part of this run"):
+        run_pipeline(make_config(tmp_path), until="sft")
+
+
+def test_a_failing_stage_leaves_nothing_that_looks_complete(tmp_path: Path, recorder: Recorder) -> None:
+    cfg = make_config(tmp_path)
+    recorder.fail.add("vocab")
+    with pytest.raises(RuntimeError, match="vocab exploded"):
+        run_pipeline(cfg)
+    run = tmp_path / "run"
+    assert (run / "data" / "manifest.json").exists()
+    assert not (run / "vocab").exists() and not list(run.glob(".tmp-*"))
+    assert (run / ".work" / "vocab" / "progress").read_text() == "half"  # resumable scratch survives
+    rows = {row["stage"]: row for row in run_status(run)}
+    assert rows["data"]["status"] == "complete" and rows["data"]["metrics"] == {"n": 1}
+    assert rows["vocab"]["status"] == "failed" and "vocab exploded" in rows["vocab"]["error"]
+    assert rows["embed"]["status"] == "pending"
+
+    recorder.fail.clear()
+    recorder.calls.clear()
+    run_pipeline(cfg)
+    assert recorder.calls == ["vocab", "embed"]  # data was complete and unchanged
+    assert [row["status"] for row in run_status(run)] == ["complete"] * 3
+
+
+def test_a_section_without_a_stage_says_which_issue_fills_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(pipeline, "registered_stages", lambda: {})
+    with pytest.raises(NotImplementedStage, match=r"'data' is set but its stage is not implemented yet \(issue: data layer\)"):
+        run_pipeline(make_config(tmp_path))
+
+
+def test_a_stage_whose_upstream_is_disabled_is_refused(tmp_path: Path, monkeypatch) -> None:
+    stages = {
+        "data": Stage("data", lambda cfg, ctx: {}),
+        "cpt": Stage("cpt", lambda cfg, ctx: {}, needs=("pack",), section=None),
+    }
+    monkeypatch.setattr(pipeline, "registered_stages", lambda: stages)
+    with pytest.raises(LangadaptError, match="stage 'cpt' needs stage"):
+        run_pipeline(make_config(tmp_path))
+
+
+def test_registering_out_of_order_is_refused() -> None:
+    with pytest.raises(ValueError, match="runs after it"):
+        pipeline.stage("vocab", needs=("cpt",))(lambda cfg, ctx: {})
+    with pytest.raises(ValueError, match="not in the pipeline order"):
+        pipeline.stage("nonsense")(lambda cfg, ctx: {})
+
+
+KILLABLE = textwrap.dedent(
+    """
+    import os, sys, time
+    from langadapt import pipeline
+    from langadapt.config import validate_config
+
+    pipeline.registered_stages()  # import the real stages first, then replace 'data' with a slow one
+
+    @pipeline.stage("data")
+    def slow(cfg, ctx):
+        (ctx.out / "part.txt").write_text("half-written")
+        if os.environ.get("HANG"):
+            print("ready", flush=True)
+            time.sleep(600)
+        return {"ok": 1}
+
+    cfg = validate_config(
+        {"name": "k", "output_dir": sys.argv[1], "target_language": "eu",
+         "models": {"base": "builtin:smollm2-135m-instruct"},
+         "data": {"sources": {"eu": {"path": sys.argv[2]}}}},
+        base_dir=os.getcwd(),
+    )
+    pipeline.run_pipeline(cfg)
+    """
+)
+
+
+def test_kill_9_mid_stage_then_rerun_completes_without_cleanup(tmp_path: Path) -> None:
+    script = tmp_path / "killable.py"
+    script.write_text(KILLABLE)
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "a"}\n')
+    run = tmp_path / "run"
+    env = {**os.environ, "HANG": "1", "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, str(script), str(run), str(corpus)], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    assert list(run.glob(".tmp-data-*"))  # mid-stage: only a temporary folder exists
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "data").exists()
+    assert run_status(run)[0]["status"] == "interrupted"
+
+    env.pop("HANG")
+    subprocess.run([sys.executable, str(script), str(run), str(corpus)], env=env, check=True, capture_output=True)
+    assert RunStore(run).manifest("data")["metrics"] == {"ok": 1}
+    assert not list(run.glob(".tmp-*"))
