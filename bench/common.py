@@ -1,0 +1,50 @@
+"""Helpers shared by the benchmark scripts in bench/.
+
+Benchmarks are not tests: each script prints its figures and compares them against a baseline measured
+in the same run (ratios, because machines here are noisy). Results go into docs/benchmarks.md together
+with the command that produced them.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+if str(SRC) not in sys.path:  # run as `python bench/x.py` from a checkout without installing
+    sys.path.insert(0, str(SRC))
+
+# The real data of the three target languages, beside the checkout (see its README).
+SHARED_DATA = Path(os.environ.get("LANGADAPT_SHARED_DATA", REPO.parent / "shared" / "data"))
+DEMO_DATA = REPO / "examples" / "data" / "eu"
+
+
+@contextmanager
+def timed(label: str, results: dict[str, float] | None = None) -> Iterator[None]:
+    """Print (and optionally record) the wall-clock seconds of a block."""
+    start = time.perf_counter()
+    yield
+    seconds = time.perf_counter() - start
+    if results is not None:
+        results[label] = seconds
+    print(f"{label}: {seconds:.3f} s", flush=True)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    def cell(value: object) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
