@@ -133,6 +133,8 @@ def _spec(base: BaseTokenizer, model: dict[str, Any], added: list[dict[str, Any]
     """The base's tokenizer.json with a new model and (re-numbered) added tokens; checked by `tokenizers`."""
     spec = base.with_model(model, added)  # parses: a broken vocabulary fails here, not when loaded later
     data = json.loads(spec.to_str())
+    if {t["content"]: t["id"] for t in data["added_tokens"]} != {t["content"]: t["id"] for t in added}:
+        raise RuntimeError("tokenizers renumbered the added tokens: the model vocabulary has gaps below them")
     _renumber_post_processor(data.get("post_processor"), {t["content"]: t["id"] for t in added})
     return data
 
@@ -184,8 +186,10 @@ def extend(
         else:
             known = set(target_merges)
             joined = target_merges + [m for m in parts.merges if m not in known]
-    next_id = max([*parts.vocab.values(), *(t["id"] for t in added)]) + 1
-    vocab = dict(parts.vocab)
+    # Added tokens sitting above the model vocabulary (Llama-3's specials) join it at their ids: `tokenizers`
+    # numbers added tokens missing from the model right after it, which the new tokens now occupy.
+    vocab = {**parts.vocab, **{t["content"]: t["id"] for t in added if t["content"] not in parts.vocab}}
+    next_id = max(vocab.values()) + 1
     for offset, token in enumerate(new_tokens):
         vocab[token] = next_id + offset
     return BpeParts(vocab, joined, {**parts.options, "ignore_merges": True}), new_tokens
@@ -268,10 +272,8 @@ def _replace(base: BaseTokenizer, target: TrainedTarget) -> dict[str, Any]:
     head = [t["content"] for t in base.added_tokens]
     if base.family == "metaspace" and base.parts.byte_fallback:
         head += [b for b in BYTE_TOKENS if b not in head]
-    if base.family == "byte_level":
-        alphabet = [t for t in base.alphabet() if t not in head]  # keep every byte representable
-    else:
-        alphabet = []
+    # every byte stays representable even if the trainer left a byte symbol out
+    alphabet = [t for t in base.alphabet() if t not in head] if base.family == "byte_level" else []
     trained = [t for t in target.tokens_in_rank_order() if t not in head]
     order = list(dict.fromkeys([*head, *trained, *alphabet]))
     ids = {token: index for index, token in enumerate(order)}

@@ -67,8 +67,6 @@ def train(
     base_tokenizer = BaseTokenizer.load(base, trust_remote_code=trust_remote_code)
     texts, read = _documents(corpus, text_field, max_documents)
     english_texts, english_read = _documents(english, english_field, english_documents, "english") if english else (None, None)
-    if method == "optimized" and english is None:
-        log.warning("optimized without --english: original tokens are ranked by the target corpus only")
     vocabulary = build_vocabulary(
         base_tokenizer, texts, method=method, vocab_size=vocab_size, keep=keep, english=english_texts,
         merges=merges, min_frequency=min_frequency,
