@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,12 @@ def test_without_a_target_language_source_the_stage_says_what_to_set(tmp_path: P
     data["target_language"] = "lt"
     with pytest.raises(LangadaptError, match="no data source has language 'lt'"):
         check(validate_config(data, base_dir=tmp_path))
+
+
+def test_editing_the_base_tokenizer_rebuilds_the_vocabulary(tmp_path: Path, byte_level_tokenizer: Path) -> None:
+    base = Path(shutil.copytree(byte_level_tokenizer, tmp_path / "base"))
+    cfg = validate_config(_config(tmp_path, base, {"vocab_size": 800}), base_dir=tmp_path)
+    run_pipeline(cfg)
+    (base / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
+    assert [(r.name, r.status) for r in run_pipeline(cfg)] == [("data", "skipped"), ("vocab", "ran")]
+    assert (tmp_path / "run" / "vocab" / "tokenizer" / "chat_template.jinja").read_text() == "{{ messages[0]['content'] }}"

@@ -110,7 +110,7 @@ def build_vocabulary(
         parts, new_tokens = extend(parts, added, target, merges=merges, min_frequency=min_frequency,
                                    byte_level=base.family == "byte_level")
         info["merges"] = merges
-        info["added_tokens"] = len(new_tokens)
+        info["appended_tokens"] = len(new_tokens)
         spec = _spec(base, parts.to_json(), added)
     token_map = build_token_map(method, base, spec)
     info["vocab_size"] = token_map.vocab_size

@@ -55,12 +55,23 @@ def _preflight(cfg: RunConfig) -> None:
         english_sources(cfg)
 
 
+def _tokenizer_files(cfg: RunConfig) -> list[str]:
+    """The base tokenizer's own files (not its weights): an edit to them must rebuild the vocabulary."""
+    ref = cfg.models.base_tokenizer
+    if Path(ref).is_dir():
+        return [str(Path(ref) / pattern) for pattern in ("tokenizer*", "special_tokens_map.json", "chat_template*")]
+    return [ref]
+
+
 def _texts(data_dir: Path, names: list[str], limit: int | None) -> Iterator[str]:
     texts = chain.from_iterable(read_texts(corpus_file(data_dir, name)) for name in names)
     return islice(texts, limit)
 
 
-@stage("vocab", needs=("data",), uses=("models.base", "models.tokenizer"), preflight=_preflight)
+@stage(
+    "vocab", needs=("data",), uses=("models.base", "models.tokenizer", "target_language"),
+    external_inputs=_tokenizer_files, preflight=_preflight,
+)
 def vocab_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.vocab.base import BaseTokenizer
     from langadapt.vocab.build import build_vocabulary, save_vocabulary
