@@ -328,7 +328,7 @@ def build_token_map(method: str, base: BaseTokenizer, spec: dict[str, Any]) -> T
     tokens = new_vocab(spec)
     size = max(tokens.values()) + 1
     if len(tokens) != size:
-        raise LangadaptError(f"the new vocabulary has gaps in its ids ({len(tokens)} tokens, ids up to {size - 1})")
+        raise RuntimeError(f"the new vocabulary has gaps in its ids ({len(tokens)} tokens, ids up to {size - 1})")
     old_ids = [-1] * size
     decompositions: dict[int, list[int]] = {}
     for token, index in tokens.items():

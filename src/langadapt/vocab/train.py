@@ -140,18 +140,18 @@ def continue_merges(
 
     Characters the base vocabulary lacks become new alphabet tokens first: for byte-level bases every byte
     symbol it lacks (else text holding that byte is silently dropped), for byte-fallback bases those seen
-    `min_frequency` times (the rest keep falling back to bytes, and no merge crosses them). Returns (new tokens in id order, new merges in rank order).
+    `min_frequency` times (the rest keep falling back to bytes, and no merge crosses them).
+    Returns (new tokens in id order, new merges in rank order).
     """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     segmented = [(parts.segment(word), count) for word, count in words.items()]
-    unknown: Counter[str] = Counter()
-    for pieces, count in segmented:
-        unknown.update({piece: count for piece, known in pieces if not known})
     if byte_level:  # the whole byte alphabet, so no text is ever dropped
-        missing = sorted(c for c in pre_tokenizers.ByteLevel.alphabet() if c not in parts.vocab)
-        new_chars = (missing + [c for c in unknown if c not in missing])[:n_tokens]
+        new_chars = sorted(c for c in pre_tokenizers.ByteLevel.alphabet() if c not in parts.vocab)[:n_tokens]
     else:
+        unknown: Counter[str] = Counter()
+        for pieces, count in segmented:
+            unknown.update({piece: count for piece, known in pieces if not known})
         new_chars = [c for c, n in unknown.most_common() if n >= min_frequency][:n_tokens]
     allowed = set(new_chars)
 
