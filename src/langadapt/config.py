@@ -17,7 +17,7 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from langadapt.data.config import DataConfig
+from langadapt.data.config import DataConfig, PackConfig
 from langadapt.embeddings.config import EmbedConfig
 from langadapt.errors import ConfigError
 from langadapt.evaluate.config import EvalConfig
@@ -51,6 +51,7 @@ class RunConfig(Section):
     models: ModelsConfig
     data: DataConfig
     vocab: VocabConfig | None = None
+    pack: PackConfig | None = None
     embed: EmbedConfig | None = None
     cpt: CptConfig | None = None
     lep: LepConfig | None = None

@@ -1,12 +1,19 @@
-"""The `data:` config section: where the corpus comes from and which texts are held out for evaluation."""
+"""The `data:` and `pack:` config sections.
+
+`data:` says where the corpus comes from and how it is cleaned (run before the vocabulary is built);
+`pack:` says how the clean corpus becomes training blocks (run after, with the tokenizer the model trains
+with). Defaults follow the Gopher / FineWeb2 heuristics, loosened where those assume web pages of 50+
+words and would throw away short paragraphs; every filter can be switched off with `null` or `false`.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from langadapt.schema import PathPattern, Section
+from langadapt.schema import InputPath, PathPattern, Section
 
 
 class SourceConfig(Section):
@@ -14,9 +21,66 @@ class SourceConfig(Section):
 
     path: PathPattern
     text_field: str = "text"
-    language: str | None = Field(default=None, description="ISO 639-1 code of the text, e.g. 'eu' or 'en'")
-    format: Literal["auto", "jsonl", "txt", "parquet", "arrow"] = "auto"
-    max_documents: int | None = Field(default=None, ge=1, description="read at most this many documents")
+    language: str | None = Field(
+        default=None, description="ISO 639 code of the text, e.g. 'eu' or 'en'; enables the language filter"
+    )
+    format: Literal["auto", "jsonl", "txt", "parquet", "arrow", "hub"] = "auto"
+    split: str = Field(default="train", description="split of a hub dataset")
+    subset: str | None = Field(default=None, description="configuration name of a hub dataset")
+    max_documents: int | None = Field(
+        default=None, ge=1, description="keep at most this many documents (after cleaning); reading stops there"
+    )
+
+
+class CleanConfig(Section):
+    """Per-document text normalisation and quality filters; each filter counts what it removed."""
+
+    normalize: Literal["NFC", "NFKC"] | None = "NFC"
+    whitespace: bool = Field(default=True, description="collapse runs of spaces, drop control characters")
+    min_chars: int = Field(default=10, ge=0)
+    min_words: int = Field(default=2, ge=0)
+    max_non_letter_share: float | None = Field(default=0.4, gt=0, le=1)
+    max_duplicate_line_share: float | None = Field(default=0.3, gt=0, le=1)
+    max_duplicate_line_char_share: float | None = Field(default=0.2, gt=0, le=1)
+    max_top_ngram_share: dict[int, float] = Field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    max_duplicate_ngram_share: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    )
+    repetition_min_words: int = Field(
+        default=50, ge=0, description="the n-gram filters only judge documents this long (Gopher keeps ≥ 50 words)"
+    )
+
+    @field_validator("max_top_ngram_share", "max_duplicate_ngram_share")
+    @classmethod
+    def _ngram_shares(cls, value: dict[int, float]) -> dict[int, float]:
+        for n, share in value.items():
+            if n < 1 or not 0 < share <= 1:
+                raise ValueError(f"expects n-gram sizes ≥ 1 mapped to shares in (0, 1], got {n}: {share}")
+        return dict(sorted(value.items()))
+
+
+class LangIdConfig(Section):
+    """Language identification with lingua, restricted to the languages in play."""
+
+    languages: list[str] = Field(
+        default_factory=list,
+        description="languages the detector may answer besides the sources' own (e.g. 'es' for Basque web text)",
+    )
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+
+
+class NearDedupConfig(Section):
+    """MinHash LSH over word n-gram shingles (datasketch)."""
+
+    threshold: float = Field(default=0.8, gt=0, lt=1, description="estimated Jaccard similarity that counts as a duplicate")
+    num_perm: int = Field(default=128, ge=16, le=1024)
+    ngram: int = Field(default=5, ge=1)
+
+
+class DedupConfig(Section):
+    exact: bool = True
+    near: NearDedupConfig | None = Field(default_factory=NearDedupConfig)
+    eval_overlap: bool = Field(default=True, description="drop training documents that duplicate an eval text")
 
 
 class DataConfig(Section):
@@ -24,3 +88,34 @@ class DataConfig(Section):
 
     sources: dict[str, SourceConfig] = Field(min_length=1)
     eval_sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    clean: CleanConfig | None = Field(default_factory=CleanConfig)
+    langid: LangIdConfig | None = Field(default_factory=LangIdConfig)
+    dedup: DedupConfig | None = Field(default_factory=DedupConfig)
+
+
+class PackConfig(Section):
+    """Tokenise the clean corpus, mix sources by *tokens* and pack fixed-length blocks."""
+
+    context_length: int = Field(default=2048, ge=8)
+    mix: dict[str, float] | None = Field(
+        default=None, description="share of training tokens per data source; null: every source once"
+    )
+    total_tokens: int | None = Field(
+        default=None, ge=1, description="training tokens to pack; null: as many as the mix allows without repeats"
+    )
+    max_repeats: float = Field(default=4.0, ge=1, description="refuse a mix that repeats a source more often")
+    strategy: Literal["concat", "best_fit"] = "concat"
+    add_bos: bool | None = Field(default=None, description="start each document with BOS; null: as the tokenizer does")
+    cache_dir: InputPath | None = Field(default=None, description="tokenised-corpus cache; null: $LANGADAPT_HOME/cache/tokens")
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> PackConfig:
+        if self.mix is not None:
+            if not self.mix:
+                raise ValueError("mix is empty — name each data source with its share of training tokens")
+            if any(share < 0 for share in self.mix.values()):
+                raise ValueError(f"mix shares must be ≥ 0, got {self.mix}")
+            total = sum(self.mix.values())
+            if not math.isclose(total, 1.0, abs_tol=1e-6):
+                raise ValueError(f"mix shares must sum to 1, they sum to {total:.6g} — e.g. {{target: 0.8, replay: 0.2}}")
+        return self

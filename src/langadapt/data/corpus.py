@@ -8,6 +8,7 @@ read them with `read_texts` and never depend on the file format.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -29,7 +30,8 @@ def corpus_sources(data_dir: Path) -> list[str]:
 
 
 class TextWriter:
-    """Append documents to a corpus file; `passthrough` lets statistics be computed in the same pass."""
+    """Append documents to a corpus file. The gzip header carries no timestamp, so the same documents give
+    the same bytes: the pack stage's tokenisation cache is keyed by the file's content hash."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -37,20 +39,18 @@ class TextWriter:
 
     def __enter__(self) -> TextWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = gzip.open(self.path, "wt", encoding="utf-8", compresslevel=3)
+        self._raw = self.path.open("wb")
+        self._gzip = gzip.GzipFile(filename=self.path.name, fileobj=self._raw, mode="wb", compresslevel=3, mtime=0)
+        self._handle = io.TextIOWrapper(self._gzip, encoding="utf-8")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._handle.close()
+        self._raw.close()
 
     def write(self, text: str) -> None:
         self._handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
         self.count += 1
-
-    def passthrough(self, texts: Iterable[str]) -> Iterator[str]:
-        for text in texts:
-            self.write(text)
-            yield text
 
 
 def write_texts(path: Path, texts: Iterable[str]) -> int:

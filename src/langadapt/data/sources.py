@@ -1,4 +1,4 @@
-"""Read documents from a configured source: jsonl / json.gz / txt / parquet / a `datasets` folder.
+"""Read documents from a configured source: jsonl / json.gz / txt / parquet / a `datasets` folder / a hub id.
 
 Reading is streaming (one document at a time) so memory does not grow with the corpus. Lines that are
 not valid UTF-8 or not valid JSON are skipped and counted, never fatal half-way through a corpus.
@@ -9,8 +9,10 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from langadapt.data.config import SourceConfig
@@ -19,6 +21,7 @@ from langadapt.errors import LangadaptError
 _JSONL = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
 _TXT = (".txt", ".txt.gz")
 _PARQUET = (".parquet",)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -30,6 +33,13 @@ class ReadStats:
     invalid_json: int = 0
     missing_field: int = 0
     files: list[str] = field(default_factory=list)
+
+
+def is_hub_source(source: SourceConfig) -> bool:
+    """A hub dataset id (`org/name`) that is not a local path; read only when online."""
+    if source.format == "hub":
+        return True
+    return source.format == "auto" and not Path(source.path).exists() and bool(_HUB_ID.match(source.path))
 
 
 def source_files(source: SourceConfig, name: str = "source") -> list[Path]:
@@ -68,10 +78,19 @@ def _format_of(path: Path, declared: str) -> str:
     return "unknown"
 
 
-def iter_documents(source: SourceConfig, name: str = "source", stats: ReadStats | None = None) -> Iterator[str]:
-    """Yield the text of each document of a source, in file order."""
+def iter_documents(
+    source: SourceConfig, name: str = "source", stats: ReadStats | None = None, limit: int | None = None
+) -> Iterator[str]:
+    """Yield the text of each document of a source, in file order (at most `limit`)."""
     stats = stats if stats is not None else ReadStats()
-    limit = source.max_documents
+    if is_hub_source(source):
+        stats.files.append(f"hub:{source.path}")
+        for text in _iter_hub(source, name):
+            yield text
+            stats.documents += 1
+            if limit is not None and stats.documents >= limit:
+                return
+        return
     for path in source_files(source, name):
         stats.files.append(str(path))
         fmt = _format_of(path, source.format)
@@ -177,3 +196,30 @@ def _iter_arrow(path: Path, text_field: str, name: str) -> Iterator[str]:
         text = row[text_field]
         if isinstance(text, str):
             yield text
+
+
+def _iter_hub(source: SourceConfig, name: str) -> Iterator[str]:
+    from datasets import load_dataset
+
+    try:
+        dataset = load_dataset(source.path, source.subset, split=source.split, streaming=True)
+        rows = iter(dataset)
+        first = next(rows, None)
+    except Exception as exc:  # the hub raises many types; all mean the same to the user
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise LangadaptError(
+            f"data source '{name}': cannot stream hub dataset '{source.path}' (subset {source.subset}, split "
+            f"{source.split}): {reason} — check the id, subset and split, and that you are online"
+        ) from None
+    if first is None:
+        return
+    if source.text_field not in first:
+        raise LangadaptError(
+            f"data source '{name}': hub dataset '{source.path}' has no field '{source.text_field}' "
+            f"(fields: {', '.join(sorted(first))}) — set data.sources.{name}.text_field"
+        )
+    for row in chain([first], rows):
+        text = row.get(source.text_field)
+        if isinstance(text, str):
+            yield text
+

@@ -1,14 +1,20 @@
-"""The `data` pipeline stage: read every configured source, write the corpus, record its statistics."""
+"""The data-layer stages.
+
+- `data` (before `vocab`): read, clean, language-ID and deduplicate every source into
+  `data/corpus/<source>.jsonl.gz` and `data/eval/<name>.jsonl.gz`, with per-filter counts.
+- `pack` (after `vocab`): tokenise the corpus with the tokenizer the model trains with, mix sources by
+  tokens and pack `pack/dataset/` (see `langadapt.data.pack`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from langadapt.config import RunConfig
-from langadapt.data.corpus import TextWriter, corpus_file, eval_file
-from langadapt.data.sources import ReadStats, iter_documents, source_files
-from langadapt.data.stats import text_stats
+from langadapt.data.corpus import corpus_file
+from langadapt.data.sources import is_hub_source, iter_documents, source_files
 from langadapt.errors import LangadaptError
 from langadapt.pipeline import StageContext, stage
 
@@ -19,35 +25,86 @@ def _source_paths(cfg: RunConfig) -> Iterable[str]:
 
 
 def _preflight(cfg: RunConfig) -> None:
+    from langadapt.data.langid import lingua_language
+
     for group, sources in (("sources", cfg.data.sources), ("eval_sources", cfg.data.eval_sources)):
         for name, source in sources.items():
+            if source.language and cfg.data.langid is not None:
+                lingua_language(source.language)
+            if is_hub_source(source):
+                continue  # reading the first row needs the network; the stage reports problems
             source_files(source, name)  # raises a one-line error when nothing matches
-            first = next(iter_documents(source.model_copy(update={"max_documents": 1}), name), None)
-            if first is None:
+            if next(iter_documents(source, name, limit=1), None) is None:
                 raise LangadaptError(
                     f"data.{group}.{name}: '{source.path}' holds no documents — check the file and text_field"
                 )
 
 
-@stage("data", uses=("models.base", "models.tokenizer"), external_inputs=_source_paths, preflight=_preflight)
+@stage("data", uses=("models.base", "models.tokenizer", "target_language"), external_inputs=_source_paths,
+       preflight=_preflight, version=2)
 def data_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
+    from langadapt.data.ingest import ingest_corpus
     from langadapt.models import load_tokenizer
 
     tokenizer_ref = cfg.models.base_tokenizer
     tokenizer = load_tokenizer(tokenizer_ref, trust_remote_code=cfg.models.trust_remote_code)
-    metrics: dict[str, Any] = {"tokenizer": tokenizer_ref, "sources": {}, "eval": {}}
-    for group, sources, where in (("sources", cfg.data.sources, corpus_file), ("eval", cfg.data.eval_sources, eval_file)):
-        for name, source in sources.items():
-            read = ReadStats()
-            with TextWriter(where(ctx.out, name)) as writer:
-                stats = text_stats(writer.passthrough(iter_documents(source, name, read)), tokenizer)
-            if writer.count == 0:
-                raise LangadaptError(f"data source '{name}' produced no documents — check its path and text_field")
-            stats.update(language=source.language, invalid_utf8=read.invalid_utf8, invalid_json=read.invalid_json,
-                         missing_field=read.missing_field)
-            metrics[group][name] = stats
-            ctx.log.info("%s: %d documents, %.2f tokens/word", name, stats["documents"], stats["tokens_per_word"])
-    metrics["summary"] = {"documents": sum(s["documents"] for s in metrics["sources"].values())}
-    for name, stats in metrics["sources"].items():
-        metrics["summary"][f"{name} tok/word"] = stats["tokens_per_word"]
-    return metrics
+    metrics = ingest_corpus(cfg.data, seed=cfg.seed, target_language=cfg.target_language, tokenizer=tokenizer,
+                            out=ctx.out, log=ctx.log)
+    metrics["tokenizer"] = tokenizer_ref
+    return {**metrics, "summary": _summary(metrics["sources"])}
+
+
+def _summary(sources: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "documents": sum(s["documents"] for s in sources.values()),
+        "removed": sum(s["read"] - s["documents"] for s in sources.values()),
+        "duplicates": sum(s["duplicates"] for s in sources.values()),
+    }
+    for name, stats in sources.items():
+        summary[f"{name} tok/word"] = stats["tokens_per_word"]
+    return summary
+
+
+def tokenizer_for_training(cfg: RunConfig, ctx: StageContext) -> str:
+    """The vocab stage's new tokenizer when it ran, else the configured base tokenizer."""
+    if "vocab" in ctx.inputs and (ctx.inputs["vocab"] / "tokenizer").is_dir():
+        return str(ctx.inputs["vocab"] / "tokenizer")
+    return cfg.models.base_tokenizer
+
+
+def _pack_preflight(cfg: RunConfig) -> None:
+    assert cfg.pack is not None
+    if cfg.pack.mix is not None:
+        unknown = sorted(set(cfg.pack.mix) - set(cfg.data.sources))
+        missing = sorted(set(cfg.data.sources) - set(cfg.pack.mix))
+        if unknown:
+            raise LangadaptError(
+                f"pack.mix names {', '.join(unknown)}, which data.sources lacks ({', '.join(cfg.data.sources)})"
+            )
+        if missing:
+            raise LangadaptError(
+                f"pack.mix leaves out {', '.join(missing)} — give every data source a share (0 leaves it out)"
+            )
+
+
+@stage("pack", needs=("data",), after=("vocab",), uses=("models.base", "models.tokenizer"),
+       preflight=_pack_preflight)
+def pack_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
+    from langadapt.data.pack import pack_corpus
+    from langadapt.models import langadapt_home, load_tokenizer
+
+    section = cfg.pack
+    assert section is not None
+    tokenizer_ref = tokenizer_for_training(cfg, ctx)
+    tokenizer = load_tokenizer(tokenizer_ref, trust_remote_code=cfg.models.trust_remote_code)
+    corpus = {name: corpus_file(ctx.inputs["data"], name) for name in cfg.data.sources}
+    cache_dir = Path(section.cache_dir) if section.cache_dir else langadapt_home() / "cache" / "tokens"
+    result = pack_corpus(corpus, tokenizer, section, ctx.out / "dataset", seed=cfg.seed, cache_dir=cache_dir,
+                         log=ctx.log)
+    result["tokenizer"] = "vocab" if tokenizer_ref != cfg.models.base_tokenizer else tokenizer_ref
+    achieved = result["mix"]["achieved_token_share"]
+    result["summary"] = {
+        "blocks": result["blocks"], "tokens": result["tokens"], "packing eff.": result["packing_efficiency"],
+        **{f"{name} share": share for name, share in achieved.items()},
+    }
+    return result

@@ -9,33 +9,42 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
-def text_stats(texts: Iterable[str], tokenizer: PreTrainedTokenizerBase | None = None, batch_size: int = 512) -> dict[str, Any]:
-    """Counts over `texts`; with a tokenizer also tokens, tokens/word and characters/token.
+class TextStats:
+    """Running counts over batches of texts; with a tokenizer also tokens (without special tokens).
 
     Words are whitespace-separated units, the convention of fertility (tokens/word) in the tokenizer
-    literature; tokens are counted without special tokens.
+    literature.
     """
-    documents = characters = words = tokens = 0
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase | None = None):
+        self.tokenizer = tokenizer
+        self.documents = self.characters = self.words = self.tokens = 0
+
+    def add(self, texts: list[str]) -> None:
+        self.documents += len(texts)
+        self.characters += sum(len(t) for t in texts)
+        self.words += sum(len(t.split()) for t in texts)
+        if self.tokenizer is not None and texts:
+            encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            self.tokens += sum(len(ids) for ids in encoded)
+
+    def as_dict(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {"documents": self.documents, "characters": self.characters, "words": self.words}
+        if self.tokenizer is not None:
+            stats["tokens"] = self.tokens
+            stats["tokens_per_word"] = round(self.tokens / self.words, 4) if self.words else None
+            stats["chars_per_token"] = round(self.characters / self.tokens, 4) if self.tokens else None
+        return stats
+
+
+def text_stats(texts: Iterable[str], tokenizer: PreTrainedTokenizerBase | None = None, batch_size: int = 512) -> dict[str, Any]:
+    """`TextStats` over an iterable of texts, read in batches."""
+    stats = TextStats(tokenizer)
     batch: list[str] = []
-
-    def flush() -> None:
-        nonlocal tokens
-        if tokenizer is not None and batch:
-            encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
-            tokens += sum(len(ids) for ids in encoded)
-        batch.clear()
-
     for text in texts:
-        documents += 1
-        characters += len(text)
-        words += len(text.split())
         batch.append(text)
         if len(batch) >= batch_size:
-            flush()
-    flush()
-    stats: dict[str, Any] = {"documents": documents, "characters": characters, "words": words}
-    if tokenizer is not None:
-        stats["tokens"] = tokens
-        stats["tokens_per_word"] = round(tokens / words, 4) if words else None
-        stats["chars_per_token"] = round(characters / tokens, 4) if tokens else None
-    return stats
+            stats.add(batch)
+            batch = []
+    stats.add(batch)
+    return stats.as_dict()
