@@ -13,9 +13,9 @@ from langadapt.data.sources import ReadStats, iter_documents
 from langadapt.errors import LangadaptError
 
 
-def read(path: Path | str, **kwargs) -> tuple[list[str], ReadStats]:
+def read(path: Path | str, limit: int | None = None, **kwargs) -> tuple[list[str], ReadStats]:
     stats = ReadStats()
-    docs = list(iter_documents(SourceConfig(path=str(path), **kwargs), "src", stats))
+    docs = list(iter_documents(SourceConfig(path=str(path), **kwargs), "src", stats, limit))
     return docs, stats
 
 
@@ -24,7 +24,7 @@ def test_jsonl_gz_with_a_text_field(tmp_path: Path) -> None:
     with gzip.open(path, "wt") as handle:
         handle.write('{"eu": "kaixo", "en": "hello"}\n\n{"eu": "agur", "en": "bye"}\n')
     assert read(path, text_field="eu")[0] == ["kaixo", "agur"]
-    assert read(path, text_field="en", max_documents=1)[0] == ["hello"]
+    assert read(path, text_field="en", limit=1)[0] == ["hello"]
 
 
 def test_invalid_lines_are_skipped_and_counted(tmp_path: Path) -> None:
@@ -70,3 +70,13 @@ def test_glob_patterns_and_missing_files(tmp_path: Path) -> None:
     assert read(tmp_path)[0] == ["doc0", "doc1", "doc2"]  # a folder of files
     with pytest.raises(LangadaptError, match="no file matches"):
         read(tmp_path / "nothing-*.jsonl")
+
+
+def test_hub_ids_are_recognised_and_fail_offline_in_one_line(tmp_path: Path) -> None:
+    from langadapt.data.sources import is_hub_source
+
+    assert is_hub_source(SourceConfig(path="uonlp/CulturaX", subset="lt"))
+    assert not is_hub_source(SourceConfig(path=str(tmp_path)))
+    assert is_hub_source(SourceConfig(path=str(tmp_path), format="hub"))
+    with pytest.raises(LangadaptError, match=r"cannot stream hub dataset 'nobody-here/no-such-dataset'.*online"):
+        read("nobody-here/no-such-dataset")

@@ -86,8 +86,8 @@ def iter_documents(
     if is_hub_source(source):
         stats.files.append(f"hub:{source.path}")
         for text in _iter_hub(source, name):
+            stats.documents += 1  # counted before the yield: a paused reader has read what it yielded
             yield text
-            stats.documents += 1
             if limit is not None and stats.documents >= limit:
                 return
         return
@@ -108,8 +108,8 @@ def iter_documents(
                 "or *.parquet, or set data.sources.<name>.format"
             )
         for text in documents:
-            yield text
             stats.documents += 1
+            yield text
             if limit is not None and stats.documents >= limit:
                 return
 
