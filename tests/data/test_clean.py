@@ -61,16 +61,16 @@ def test_duplicate_lines_gopher() -> None:
 
 
 def test_top_ngram_counts_only_repeated_grams() -> None:
-    words = "aa bb aa bb cc".split()
+    words = ["aa", "bb", "aa", "bb", "cc"]
     assert top_ngram_share(words, 2, 14) == pytest.approx(4 * 2 / 14)  # "aa bb" twice: 4 letters x 2
-    assert top_ngram_share("aa bb cc dd".split(), 2, 11) == 0.0  # nothing repeats: nothing to blame
+    assert top_ngram_share(["aa", "bb", "cc", "dd"], 2, 11) == 0.0  # nothing repeats: nothing to blame
 
 
 def test_duplicate_ngrams_non_overlapping() -> None:
-    words = "a b c d e a b c d e f".split()
+    words = ["a", "b", "c", "d", "e", "a", "b", "c", "d", "e", "f"]
     # the second "a b c d e" repeats the first: 5 characters
     assert duplicate_ngram_share(words, 5, 21) == pytest.approx(5 / 21)
-    assert duplicate_ngram_share("a b c d e f g".split(), 5, 13) == 0.0
+    assert duplicate_ngram_share(["a", "b", "c", "d", "e", "f", "g"], 5, 13) == 0.0
 
 
 def test_repetition_filters_only_judge_long_documents() -> None:

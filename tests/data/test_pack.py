@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +95,7 @@ def test_best_fit_keeps_every_document_exactly_once(tmp_path: Path, corpus: dict
     found: Counter = Counter()
     for row_ids, row_pos, row_src in zip(ids, positions, sources, strict=True):
         starts = [*np.flatnonzero((row_pos == 0) & (row_src >= 0)), int((row_src >= 0).sum())]
-        for begin, end in zip(starts, starts[1:], strict=False):
+        for begin, end in pairwise(starts):
             found[(int(row_src[begin]), tuple(int(t) for t in row_ids[begin:end]))] += 1
     expected = Counter((i, d) for i, name in enumerate(["eu", "en"]) for d in docs[name])
     assert found == expected  # no token lost, none duplicated, EOS ends every document

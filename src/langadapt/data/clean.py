@@ -33,10 +33,10 @@ def normalize_whitespace(text: str) -> str:
 
 def non_letter_share(text: str) -> float:
     """Share of the non-space characters that are not letters (digits, punctuation, symbols, markup)."""
-    visible = [ch for ch in text if not ch.isspace()]
+    visible = len(text) - sum(map(str.isspace, text))
     if not visible:
         return 1.0
-    return sum(not ch.isalpha() for ch in visible) / len(visible)
+    return 1.0 - sum(map(str.isalpha, text)) / visible
 
 
 def duplicate_line_shares(text: str) -> tuple[float, float]:

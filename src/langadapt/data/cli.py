@@ -69,22 +69,30 @@ def _measure(config: Path, tokenizer_ref: str | None) -> dict[str, Any]:
 
 
 def _print_tables(report: dict[str, Any]) -> None:
+    """One table per group, a column per source (stays narrow however many filters fired)."""
     from rich.table import Table
 
     from langadapt.cli import stdout
 
-    columns = ("source", "lang", "read", "kept", "removed by filter", "dupl.", "tokens", "tok/word", "languages seen")
     for group in ("sources", "eval"):
-        if not report.get(group):
+        stats = report.get(group) or {}
+        if not stats:
             continue
         table = Table(title=f"{group} (tokens: {report.get('tokenizer')})", title_justify="left")
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for name, s in report[group].items():
-            removed = ", ".join(f"{k} {v}" for k, v in sorted(s["removed"].items(), key=lambda kv: -kv[1]))
-            languages = ", ".join(f"{k} {v}" for k, v in s["languages"].items())
-            table.add_row(name, str(s["language"] or ""), str(s["read"]), str(s["documents"]), removed or "-",
-                          str(s["duplicates"]), str(s.get("tokens", "")), str(s.get("tokens_per_word", "")), languages)
+        table.add_column("")
+        for name in stats:
+            table.add_column(name, justify="right")
+        filters = sorted({k for s in stats.values() for k in s["removed"]})
+        languages = sorted({k for s in stats.values() for k in s["languages"]})
+        rows = [("language", "language"), ("read", "read"), ("kept", "documents"), ("words", "words"),
+                ("tokens", "tokens"), ("tokens/word", "tokens_per_word"), ("duplicates", "duplicates"),
+                ("invalid UTF-8", "invalid_utf8")]
+        for label, key in rows:
+            table.add_row(label, *(str(s.get(key) if s.get(key) is not None else "") for s in stats.values()))
+        for name in filters:
+            table.add_row(f"removed: {name}", *(str(s["removed"].get(name, 0)) for s in stats.values()))
+        for code in languages:
+            table.add_row(f"detected: {code}", *(str(s["languages"].get(code, 0)) for s in stats.values()))
         stdout.print(table)
     pack = report.get("pack")
     if pack:
