@@ -3,7 +3,8 @@
 1. Throughput (MB/s of UTF-8 text) of the ingest steps — plain streaming read (the baseline), + cleaning,
    + language ID (lingua restricted to eu/ru/lt/en), + exact dedup, + MinHash LSH dedup — each measured in
    this run, with its ratio to the plain read; peak memory, and the memory growth when the input is
-   doubled (the corpus streamed twice; each configuration in a fresh child process so peaks are its own).
+   doubled with new documents (each text again with its word order reversed: same words and language, no
+   duplicate), each configuration in a fresh child process so peaks are its own.
 2. An 80:20 Basque:English mixture by tokens (SmolLM2 tokenizer) packed at 1024 and 2048 tokens, concat and
    best-fit: achieved token shares and packing efficiency, against what peers do in the same run — an
    80:20 mixture by *documents* (`datasets.interleave_datasets(probabilities=[0.8, 0.2])`) and one padded
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import subprocess
 import sys
@@ -32,15 +34,14 @@ TRAIN = {
 STEPS = ("read", "clean", "langid", "exact", "minhash")
 
 
-def data_config(step: str, repeat: int):
-    """The target side of each train file as one source; `step` says how much of the ingest runs."""
+def data_config(step: str, copies: dict[str, Path] | None):
+    """The target side of each train file as one source (plus its word-reversed copy when doubling);
+    `step` says how much of the ingest runs."""
     from langadapt.data.config import DataConfig, DedupConfig
 
-    paths = {lang: [str(path)] * repeat for lang, path in TRAIN.items()}
-    sources = {}
-    for lang, files in paths.items():
-        for copy, path in enumerate(files):
-            sources[f"{lang}{copy}"] = {"path": path, "text_field": lang, "language": lang}
+    sources = {lang: {"path": str(path), "text_field": lang, "language": lang} for lang, path in TRAIN.items()}
+    for lang, path in (copies or {}).items():
+        sources[f"{lang}-reversed"] = {"path": str(path), "text_field": lang, "language": lang}
     index = STEPS.index(step)
     return DataConfig(
         sources=sources,
@@ -51,12 +52,26 @@ def data_config(step: str, repeat: int):
     )
 
 
-def measure(step: str, repeat: int) -> dict:
+def reversed_copies(folder: Path) -> dict[str, Path]:
+    """Each train file with the word order of every text reversed: the same words, lengths and language,
+    but new documents (no exact or n-gram overlap), so doubling the input also doubles what dedup keeps."""
+    copies = {}
+    for lang, path in TRAIN.items():
+        copies[lang] = folder / f"{lang}-reversed.jsonl.gz"
+        with gzip.open(path, "rt", encoding="utf-8") as src, gzip.open(copies[lang], "wt", encoding="utf-8") as dst:
+            for line in src:
+                record = json.loads(line)
+                dst.write(json.dumps({lang: " ".join(reversed(record[lang].split(" ")))}, ensure_ascii=False) + "\n")
+    return copies
+
+
+def measure(step: str, copies_dir: str | None) -> dict:
     """In a child process: one timed pass of `step` (nothing written); the baseline just reads."""
     from langadapt.data.ingest import Ingestor
     from langadapt.data.sources import iter_documents
 
-    cfg = data_config(step, repeat)
+    copies = {lang: Path(copies_dir) / f"{lang}-reversed.jsonl.gz" for lang in TRAIN} if copies_dir else None
+    cfg = data_config(step, copies)
 
     def read_all() -> int:
         return sum(len(t.encode("utf-8")) for name, s in cfg.sources.items() for t in iter_documents(s, name))
@@ -77,12 +92,14 @@ def measure(step: str, repeat: int) -> dict:
 def throughput() -> str:
     rows = []
     results = {}
-    for step in STEPS:
-        for repeat in (1, 2):
-            child = subprocess.run([sys.executable, __file__, "--measure", step, str(repeat)], capture_output=True,
-                                   text=True, check=True)
-            results[step, repeat] = json.loads(child.stdout.strip().splitlines()[-1])
-            print(step, repeat, results[step, repeat], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        reversed_copies(Path(tmp))
+        for step in STEPS:
+            for repeat, extra in ((1, []), (2, [tmp])):
+                child = subprocess.run([sys.executable, __file__, "--measure", step, *extra], capture_output=True,
+                                       text=True, check=True)
+                results[step, repeat] = json.loads(child.stdout.strip().splitlines()[-1])
+                print(step, repeat, results[step, repeat], flush=True)
     base = results["read", 1]["mb"] / results["read", 1]["seconds"]
     for step in STEPS:
         one, two = results[step, 1], results[step, 2]
@@ -90,9 +107,10 @@ def throughput() -> str:
         rows.append(["plain read" if step == "read" else f"+ {step}",
                      round(one["mb"], 2), round(rate, 3), round(rate / base, 4), one["kept"] if one["kept"] else "",
                      round(one["rss_peak"]), round(one["rss_peak"] - one["rss_before"]),
-                     round(two["rss_peak"] - two["rss_before"]), round(two["kept"] or 0) or ""])
+                     round(two["rss_peak"] - two["rss_before"]), round(two["rss_peak"] - one["rss_peak"]),
+                     round(two["kept"] or 0) or ""])
     header = ["steps (cumulative)", "input MB", "MB/s", "× plain read", "kept docs", "peak RSS MiB",
-              "work RSS MiB (1×)", "work RSS MiB (2× input)", "kept docs (2×)"]
+              "work RSS MiB (1×)", "work RSS MiB (2× input)", "growth MiB", "kept docs (2×)"]
     return markdown_table(header, rows)
 
 
@@ -148,12 +166,12 @@ def mix_figures() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--measure", nargs=2, metavar=("STEP", "REPEAT"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs="+", metavar="STEP [COPIES_DIR]", help=argparse.SUPPRESS)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-mix", action="store_true")
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure[0], int(args.measure[1]))))
+        print(json.dumps(measure(args.measure[0], args.measure[1] if len(args.measure) > 1 else None)))
         return
     if not args.skip_throughput:
         print(throughput(), flush=True)

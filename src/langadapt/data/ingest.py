@@ -186,8 +186,8 @@ class Ingestor:
                 if sink is not None:
                     sink(text)
             report.kept.add(kept)
-            if processed < len(batch):  # reached max_documents: the rest of the batch was never looked at
-                report.read.documents -= len(batch) - processed
+            report.read.documents -= len(batch) - processed  # past max_documents: read ahead, never looked at
+            if limit is not None and report.kept.documents >= limit:
                 break
         if report.kept.documents == 0:
             raise LangadaptError(_nothing_left(name, source, report))
