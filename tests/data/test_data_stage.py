@@ -82,7 +82,7 @@ def test_pack_uses_the_vocab_stage_tokenizer(tmp_path: Path, byte_level_tokenize
                                  pack=pack), base_dir=tmp_path)
     run_pipeline(cfg)
     metrics = RunStore(tmp_path / "run").manifest("pack")["metrics"]
-    assert metrics["tokenizer"] == "vocab"
+    assert metrics["tokenizer"] == "vocab/tokenizer"
     ids = np.array(load_from_disk(str(tmp_path / "run" / "pack" / "dataset"))["input_ids"])
     base_size = len(AutoTokenizer.from_pretrained(byte_level_tokenizer))
     assert ids.max() >= base_size  # the new Basque tokens are in the training data

@@ -130,10 +130,9 @@ def iter_blocks(
     carry_ids = np.zeros(0, np.int64)
     carry_src = np.zeros(0, np.int8)
     carry_start = np.zeros(0, bool)
-    step = PIECES_PER_CHUNK
     begin = 0
     while begin < len(pieces):
-        end = min(begin + step, len(pieces))
+        end = min(begin + PIECES_PER_CHUNK, len(pieces))
         if blocks is not None:  # never split a block between chunks
             while end < len(pieces) and blocks[end] == blocks[end - 1]:
                 end += 1

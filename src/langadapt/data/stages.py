@@ -101,7 +101,7 @@ def pack_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     cache_dir = Path(section.cache_dir) if section.cache_dir else langadapt_home() / "cache" / "tokens"
     result = pack_corpus(corpus, tokenizer, section, ctx.out / "dataset", seed=cfg.seed, cache_dir=cache_dir,
                          log=ctx.log)
-    result["tokenizer"] = "vocab" if tokenizer_ref != cfg.models.base_tokenizer else tokenizer_ref
+    result["tokenizer"] = "vocab/tokenizer" if tokenizer_ref != cfg.models.base_tokenizer else tokenizer_ref
     achieved = result["mix"]["achieved_token_share"]
     result["summary"] = {
         "blocks": result["blocks"], "tokens": result["tokens"], "packing eff.": result["packing_efficiency"],
