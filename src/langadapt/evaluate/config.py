@@ -104,7 +104,7 @@ class EvalConfig(Section):
         description="labels of models prompted through their chat template where a task says 'auto'",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    batch_tokens: int = Field(default=4096, ge=64, description="padded tokens per forward pass")
+    batch_tokens: int = Field(default=4096, ge=64, description="prompt tokens per forward pass in MC scoring")
     bpc: BpcSection | None = Field(default_factory=BpcSection)
     mc: dict[str, McTaskConfig] = Field(default_factory=dict)
     copy_tasks: dict[str, CopyTaskConfig] = Field(default_factory=dict, alias="copy")

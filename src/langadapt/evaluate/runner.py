@@ -82,7 +82,7 @@ def evaluate_model(spec: ModelSpec, cfg: EvalConfig, inputs: EvalInputs, *, trus
         report["bpc"] = {}
         for text_set in inputs.text_sets:
             result = bits_per_character(model, tokenizer, text_set.texts, max_length=cfg.bpc.max_length,
-                                        stride=cfg.bpc.stride, batch_tokens=cfg.batch_tokens)
+                                        stride=cfg.bpc.stride)
             report["bpc"][text_set.name] = {"language": text_set.language, **result.to_dict()}
             tag = text_set.language or text_set.name
             headline.setdefault(f"{tag} bpc", round(result.bits_per_char, 4))
