@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=1, help="few-shot examples in every MC prompt")
     parser.add_argument("--lm-eval-batch", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the best time counts")
+    parser.add_argument("--parts", default="bpc,mc", help="which figures: bpc, mc or both")
     args = parser.parse_args()
 
     import torch
@@ -58,8 +59,6 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
 
     from langadapt.evaluate.bpc import bits_per_character
-    from langadapt.evaluate.builders import translation_mc_items
-    from langadapt.evaluate.mc import McFormat, encode_request, evaluate_mc
     from langadapt.models import load_model, load_tokenizer, resolve
 
     torch.set_num_threads(2)
@@ -71,7 +70,7 @@ def main() -> None:
 
     # ---- 1. bits per character --------------------------------------------------------------------------
     rows = []
-    for language in ("eu", "en"):
+    for language in ("eu", "en") if "bpc" in args.parts else ():
         texts = [pair[language] for pair in dev[: args.texts]]
         requests = [Instance("loglikelihood_rolling", {}, (text,), k) for k, text in enumerate(texts)]
         (ours, ours_s), (theirs, theirs_s) = best_of(
@@ -81,10 +80,20 @@ def main() -> None:
         rows.append([language, len(texts), ours.tokens, round(ours.bits_per_char, 5), round(theirs_bpc, 5),
                      round(ours.characters / ours_s), round(ours.characters / theirs_s), round(theirs_s / ours_s, 2)])
         print(rows[-1], flush=True)
-    print(markdown_table(["lang", "texts", "tokens", "bpc (ours)", "bpc (lm-eval)", "chars/s ours",
-                          "chars/s lm-eval", "speed-up"], rows))
+    if rows:
+        print(markdown_table(["lang", "texts", "tokens", "bpc (ours)", "bpc (lm-eval)", "chars/s ours",
+                              "chars/s lm-eval", "speed-up"], rows))
+    if "mc" in args.parts:
+        bench_mc(args, model, tokenizer, lm, dev)
+    print(f"peak RSS {peak_rss_mb():.0f} MiB")
 
-    # ---- 2. multiple choice -----------------------------------------------------------------------------
+
+def bench_mc(args: argparse.Namespace, model, tokenizer, lm, dev: list[dict[str, str]]) -> None:
+    from lm_eval.api.instance import Instance
+
+    from langadapt.evaluate.builders import translation_mc_items
+    from langadapt.evaluate.mc import McFormat, encode_request, evaluate_mc
+
     train = read_pairs(DEMO_DATA / "libreoffice-help.en-eu.train.jsonl.gz")
     items = translation_mc_items(train, "eu", n=args.mc_items, seed=7)
     shots = translation_mc_items(dev, "eu", n=args.shots, seed=3, passage_paragraphs=3) if args.shots else []
@@ -122,7 +131,6 @@ def main() -> None:
          "max |Δ loglik|"],
         [[len(items), round(sum(prompt_tokens) / len(items)), round(ours_s, 1), round(theirs_s, 1),
           round(theirs_s / ours_s, 2), f"{same}/{total} ({100 * same / total:.1f} %)", f"{max_diff:.1e}"]]))
-    print(f"peak RSS {peak_rss_mb():.0f} MiB")
 
 
 if __name__ == "__main__":

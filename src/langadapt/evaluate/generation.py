@@ -43,16 +43,17 @@ class GenerationRun:
         return tokens / self.seconds if self.seconds > 0 else float("nan")
 
 
-def require_chat_template(tokenizer: PreTrainedTokenizerBase, what: str = "the model") -> None:
+def require_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
     if not getattr(tokenizer, "chat_template", None):
         raise LangadaptError(
-            f"{what} has no chat template but the task asks for one — set chat_template: false for base "
+            f"the model '{tokenizer.name_or_path}' has no chat template but the task asks for one — set chat_template: false for base "
             "models, or use a tokenizer folder that has one"
         )
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, user: str, *, chat_template: bool, system: str | None = None) -> str:
-    """The text the model continues: the user turn in the chat template (generation prompt open), or as is."""
+    """The text the model continues: the user turn in the chat template (generation prompt open), or the
+    plain text followed by a blank line."""
     if not chat_template:
         return user + PLAIN_STOP
     require_chat_template(tokenizer)
