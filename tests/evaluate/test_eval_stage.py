@@ -17,6 +17,7 @@ from langadapt.evaluate.bpc import bits_per_character
 from langadapt.pipeline import check, run_pipeline
 from langadapt.runstore import RunStore
 from tests.tiny import EU_DEV, REPO
+from tests.tiny import texts as tiny_texts
 
 MC_TASK = REPO / "examples" / "data" / "eu" / "tasks" / "translation-mc.dev.jsonl"
 
@@ -85,3 +86,12 @@ def test_preflight_names_the_bad_key(tmp_path: Path, tiny_llama: Path) -> None:
     cfg = validate_config(_config(tmp_path, tiny_llama, mc={"t": {"path": str(task)}}), base_dir=tmp_path)
     with pytest.raises(LangadaptError, match=r"bad\.jsonl line 2: choices must be at least two"):
         check(cfg)
+
+
+def test_bpc_verb_reads_a_text_file(tmp_path: Path, tiny_llama: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", "bpc", str(tiny_llama), str(EU_DEV), "--field", "eu", "--max-texts", "5"])
+    assert result.exit_code == 0, result.output
+    texts = tiny_texts("eu", path=EU_DEV, limit=5)
+    expected = bits_per_character(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                                  AutoTokenizer.from_pretrained(tiny_llama), texts)
+    assert json.loads(result.output)["bits_per_char"] == round(expected.bits_per_char, 6)

@@ -28,15 +28,6 @@ def _load(ref: str, dtype: str = "float32") -> tuple[Any, Any]:
     return load_model(ref, dtype=dtype).eval(), load_tokenizer(ref)
 
 
-def _texts(path: Path, field: str, limit: int | None) -> list[str]:
-    from itertools import islice
-
-    from langadapt.data.config import SourceConfig
-    from langadapt.data.sources import iter_documents
-
-    return list(islice(iter_documents(SourceConfig(path=str(path.resolve()), text_field=field), "texts"), limit))
-
-
 def _print(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -54,8 +45,9 @@ def bpc_command(
     """Bits per character / byte and token perplexity of MODEL on TEXTS."""
     from langadapt.evaluate.bpc import bits_per_character
     from langadapt.evaluate.langid import warn_if_not
+    from langadapt.evaluate.runner import read_text_file
 
-    documents = _texts(texts, field, max_texts)
+    documents = read_text_file(texts, field, max_texts)
     if language:
         warn_if_not(documents, language, f"'{texts}'")
     lm, tokenizer = _load(model)
@@ -103,7 +95,9 @@ def copy_command(
 
     if kind not in ("sentence", "paragraph"):
         raise LangadaptError(f"--kind must be sentence or paragraph, got {kind!r}")
-    documents = _texts(texts, field, max_items)
+    from langadapt.evaluate.runner import read_text_file
+
+    documents = read_text_file(texts, field, max_items)
     lm, tokenizer = _load(model)
     _print(copy_task(lm, tokenizer, documents, kind=kind, language=language, chat_template=chat).to_dict())  # type: ignore[arg-type]
 

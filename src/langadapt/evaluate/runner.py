@@ -44,6 +44,17 @@ class EvalInputs:
     copy_texts: dict[str, list[str]] = field(default_factory=dict)
 
 
+def read_text_file(path: str | Path, field: str = "text", limit: int | None = None) -> list[str]:
+    """Texts of a .jsonl[.gz] / .txt[.gz] / .parquet file (the data layer's readers), the first `limit`."""
+    from itertools import islice
+
+    from langadapt.data.config import SourceConfig
+    from langadapt.data.sources import iter_documents
+
+    source = SourceConfig(path=str(Path(path).resolve()), text_field=field)
+    return list(islice(iter_documents(source, Path(path).name), limit))
+
+
 def _chat(setting: bool | str, spec: ModelSpec, tokenizer: PreTrainedTokenizerBase) -> bool:
     if setting == "auto":
         return spec.chat and bool(getattr(tokenizer, "chat_template", None))

@@ -24,6 +24,7 @@ from langadapt.evaluate.runner import (
     comparison_csv,
     comparison_markdown,
     evaluate_model,
+    read_text_file,
 )
 from langadapt.pipeline import StageContext, stage
 from langadapt.runstore import write_json
@@ -116,7 +117,6 @@ def _read_texts(data_dir: Path, name: str, limit: int | None) -> list[str]:
 
 def eval_inputs(cfg: RunConfig, data_dir: Path) -> EvalInputs:
     """Read the held-out texts once: the BPC text sets and each copy task's texts."""
-    from langadapt.data.corpus import read_texts
     from langadapt.evaluate.langid import warn_if_not
 
     section: EvalConfig = cfg.eval  # type: ignore[assignment]
@@ -132,20 +132,13 @@ def eval_inputs(cfg: RunConfig, data_dir: Path) -> EvalInputs:
         if task.source is not None:
             texts: Iterable[str] = _read_texts(data_dir, task.source, None)
         else:
-            texts = read_texts(task.path) if str(task.path).endswith(".gz") else _jsonl_texts(task.path)
+            texts = read_text_file(task.path)
         chosen = [t for t in texts if len(t) >= task.min_chars and (task.max_chars is None or len(t) <= task.max_chars)]
         if not chosen:
             raise LangadaptError(f"eval.copy.{name}: no text has between {task.min_chars} and {task.max_chars} "
                                  "characters — widen min_chars/max_chars")
         inputs.copy_texts[name] = chosen[: task.max_items]
     return inputs
-
-
-def _jsonl_texts(path: Path) -> list[str]:
-    from langadapt.data.config import SourceConfig
-    from langadapt.data.sources import iter_documents
-
-    return list(iter_documents(SourceConfig(path=str(path)), "eval.copy"))
 
 
 @stage("eval", needs=("data",), after=STAGE_MODELS, uses=("models", "target_language", "data.eval_sources"),
