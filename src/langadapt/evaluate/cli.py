@@ -152,10 +152,10 @@ def lm_eval_command(
 ) -> None:
     """Run lm-evaluation-harness tasks (HF backend, offline) on MODEL; prints {task: metrics}."""
     from langadapt.errors import LangadaptError
-    from langadapt.evaluate.harness import _lm_eval, export_mc_task, run_lm_eval
+    from langadapt.evaluate.harness import export_mc_task, require_lm_eval, run_lm_eval
     from langadapt.evaluate.mc import McFormat, read_mc_file
 
-    _lm_eval()
+    require_lm_eval()
     names = [t for t in tasks.split(",") if t]
     if not names and not mc_task:
         raise LangadaptError("name at least one task: --tasks a,b or --mc-task FILE")

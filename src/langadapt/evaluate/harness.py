@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 INSTALL_HINT = "lm-eval is not installed — pip install langadapt[eval]"
 
 
-def _lm_eval() -> Any:
+def require_lm_eval() -> Any:
     try:
         import lm_eval
     except ImportError:
@@ -31,7 +32,7 @@ def _lm_eval() -> Any:
 
 
 def export_mc_task(
-    items: list[McItem], out_dir: str | Path, name: str, *, fmt: McFormat, shots: list[McItem] = (),  # type: ignore[assignment]
+    items: list[McItem], out_dir: str | Path, name: str, *, fmt: McFormat, shots: Sequence[McItem] = (),
     tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> Path:
     """Write `<out_dir>/<name>.yaml` + `<name>.jsonl`, a local lm-eval multiple_choice task; returns the YAML."""
@@ -74,7 +75,7 @@ def run_lm_eval(
     Offline by default (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE unless already set): local tasks need no hub,
     and hub-backed tasks must already be in the datasets cache.
     """
-    _lm_eval()
+    require_lm_eval()
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -272,7 +273,7 @@ def evaluate_mc(
     items: list[McItem],
     *,
     fmt: McFormat | None = None,
-    shots: list[McItem] = (),  # type: ignore[assignment]
+    shots: Sequence[McItem] = (),
     scorings: tuple[Scoring, ...] | list[Scoring] = SCORINGS,
     task: str = "mc",
     batch_tokens: int = 4096,

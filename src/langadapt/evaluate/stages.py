@@ -104,9 +104,9 @@ def _preflight(cfg: RunConfig) -> None:
     for ref in _extra_refs(section):
         check_model_ref(ref, trust_remote_code=cfg.models.trust_remote_code)
     if section.lm_eval is not None:
-        from langadapt.evaluate.harness import _lm_eval
+        from langadapt.evaluate.harness import require_lm_eval
 
-        _lm_eval()
+        require_lm_eval()
 
 
 def _read_texts(data_dir: Path, name: str, limit: int | None) -> list[str]:
@@ -129,11 +129,8 @@ def eval_inputs(cfg: RunConfig, data_dir: Path) -> EvalInputs:
                 warn_if_not(texts, language, f"eval source '{name}'")
             inputs.text_sets.append(TextSet(name, language, texts))
     for name, task in section.copy_tasks.items():
-        if task.source is not None:
-            texts: Iterable[str] = _read_texts(data_dir, task.source, None)
-        else:
-            texts = read_text_file(task.path)
-        chosen = [t for t in texts if len(t) >= task.min_chars and (task.max_chars is None or len(t) <= task.max_chars)]
+        pool = _read_texts(data_dir, task.source, None) if task.source is not None else read_text_file(task.path)
+        chosen = [t for t in pool if len(t) >= task.min_chars and (task.max_chars is None or len(t) <= task.max_chars)]
         if not chosen:
             raise LangadaptError(f"eval.copy.{name}: no text has between {task.min_chars} and {task.max_chars} "
                                  "characters — widen min_chars/max_chars")
