@@ -80,3 +80,10 @@ def test_chat_template_is_required_when_asked(instruct) -> None:
     bare.chat_template = None
     with pytest.raises(LangadaptError, match="has no chat template"):
         copy_task(model, bare, ["kaixo"], kind="sentence")
+
+
+def test_plain_prompts_end_at_a_blank_line(llama, basque_dev_texts) -> None:
+    model, tokenizer = llama  # a base model: no chat template is applied
+    run = generate_greedy(model, tokenizer, basque_dev_texts[:3], max_new_tokens=12, chat_template=False)
+    for output in run.outputs:
+        assert "\n\n" not in output.text and 0 <= output.tokens <= 12

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
+PLAIN_STOP = "\n\n"  # where a plain (non-chat) answer ends
+
+
 @dataclass(frozen=True)
 class Generation:
     prompt: str
@@ -40,18 +43,19 @@ class GenerationRun:
         return tokens / self.seconds if self.seconds > 0 else float("nan")
 
 
-def require_chat_template(tokenizer: PreTrainedTokenizerBase, what: str = "the model") -> None:
+def require_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
     if not getattr(tokenizer, "chat_template", None):
         raise LangadaptError(
-            f"{what} has no chat template but the task asks for one — set chat_template: false for base "
+            f"the model '{tokenizer.name_or_path}' has no chat template but the task asks for one — set chat_template: false for base "
             "models, or use a tokenizer folder that has one"
         )
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, user: str, *, chat_template: bool, system: str | None = None) -> str:
-    """The text the model continues: the user turn in the chat template (generation prompt open), or as is."""
+    """The text the model continues: the user turn in the chat template (generation prompt open), or the
+    plain text followed by a blank line."""
     if not chat_template:
-        return user
+        return user + PLAIN_STOP
     require_chat_template(tokenizer)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -75,7 +79,11 @@ def generate_greedy(
     system: str | None = None,
     batch_size: int = 8,
 ) -> GenerationRun:
-    """Greedy answers to `prompts` (user turns), batched by prompt length."""
+    """Greedy answers to `prompts` (user turns), batched by prompt length.
+
+    Without a chat template nothing tells a base model where its answer ends, so a plain prompt's answer
+    stops at the first blank line (its token count is then that of the kept text, re-encoded).
+    """
     import torch
 
     rendered = [render_prompt(tokenizer, p, chat_template=chat_template, system=system) for p in prompts]
@@ -100,11 +108,16 @@ def generate_greedy(
                 input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
                 do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
                 eos_token_id=sorted(stops) or None,
+                **({} if chat_template else {"stop_strings": [PLAIN_STOP], "tokenizer": tokenizer}),
             )[:, width:].tolist()
             for row, i in enumerate(rows):
                 new = generated[row]
                 cut = next((k for k, t in enumerate(new) if t in stops), None)
                 kept = new if cut is None else new[:cut]
                 text = tokenizer.decode(kept, skip_special_tokens=True).strip()
-                outputs[i] = Generation(prompts[i], text, len(kept), cut is not None)
+                n_tokens, stopped = len(kept), cut is not None
+                if not chat_template and PLAIN_STOP in text:
+                    text = text.split(PLAIN_STOP)[0].strip()
+                    n_tokens, stopped = len(tokenizer(text, add_special_tokens=False)["input_ids"]), True
+                outputs[i] = Generation(prompts[i], text, n_tokens, stopped)
     return GenerationRun([outputs[i] for i in range(len(prompts))], time.perf_counter() - started)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -172,7 +173,7 @@ def score_requests(
     model: PreTrainedModel,
     requests: list[_Request],
     *,
-    batch_tokens: int = 8192,
+    batch_tokens: int = 4096,
     max_length: int | None = None,
     pad_id: int = 0,
 ) -> None:
@@ -225,7 +226,9 @@ def _score_batch(model: PreTrainedModel, batch: list[_Request], width: int, batc
     at = 0
     while at < len(pending):
         steps = len(batch[pending[at][0]].continuations[pending[at][1]]) - 1
-        chunk = pending[at : at + max(1, batch_tokens // (width + steps))]
+        # bound the cache copy (rows x prompt) and, as on CPU large logit tensors are slow, the logits (~64 MiB)
+        rows = min(batch_tokens // (width + steps), 2**24 // (steps * last.shape[-1]))
+        chunk = pending[at : at + max(1, rows)]
         at += len(chunk)
         owners = torch.tensor([row for row, _ in chunk])
         cont_ids = torch.full((len(chunk), steps), pad_id, dtype=torch.long)
@@ -270,10 +273,10 @@ def evaluate_mc(
     items: list[McItem],
     *,
     fmt: McFormat | None = None,
-    shots: list[McItem] = (),  # type: ignore[assignment]
+    shots: Sequence[McItem] = (),
     scorings: tuple[Scoring, ...] | list[Scoring] = SCORINGS,
     task: str = "mc",
-    batch_tokens: int = 8192,
+    batch_tokens: int = 4096,
     max_length: int | None = None,
 ) -> McResult:
     """Score every item's choices; accuracy per requested scoring."""

@@ -1,0 +1,70 @@
+"""Build multiple-choice items from an aligned (English ↔ target) paragraph corpus.
+
+MMLU-style items with a long shared context, made from real text rather than a hub data set: the context
+is a passage of consecutive target-language paragraphs of one document; the question quotes one of them
+and asks for its English translation; the choices are that paragraph's English side and three English
+paragraphs of the same document (hard distractors: same topic, same vocabulary). Answering needs reading
+the target language, which is what adaptation should improve.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict
+
+from langadapt.evaluate.mc import McItem
+
+QUESTION = {
+    "eu": "Zein da paragrafo honen ingelesezko itzulpena? «{paragraph}»",
+    "ru": "Какой перевод этого абзаца на английский верен? «{paragraph}»",
+    "lt": "Koks yra šios pastraipos vertimas į anglų kalbą? „{paragraph}“",
+    "en": "Which is the English translation of this paragraph? \"{paragraph}\"",
+}
+
+
+def translation_mc_items(
+    pairs: Iterable[dict[str, str]],
+    language: str,
+    *,
+    n: int,
+    seed: int = 0,
+    passage_paragraphs: int = 6,
+    min_chars: int = 40,
+) -> list[McItem]:
+    """Up to `n` items from records with `id` ("<document>#<paragraph>"), `en` and `<language>` fields."""
+    documents: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for pair in pairs:
+        if len(pair["en"]) >= min_chars and len(pair[language]) >= min_chars:
+            documents[pair["id"].split("#")[0]].append(pair)
+    rng = random.Random(seed)
+    names = sorted(name for name, paras in documents.items() if len(paras) >= 4)
+    rng.shuffle(names)
+    template = QUESTION.get(language, QUESTION["en"])
+    items: list[McItem] = []
+    for name in names:
+        paragraphs = documents[name]
+        start = rng.randrange(max(1, len(paragraphs) - passage_paragraphs + 1))
+        passage = paragraphs[start : start + passage_paragraphs]
+        target = rng.choice(passage)
+        others = {p["en"]: p for p in paragraphs if p["en"] != target["en"]}  # distinct English sides
+        if len(others) < 3:
+            continue
+        distractors = rng.sample(sorted(others.values(), key=lambda p: p["id"]), 3)
+        choices = [target["en"], *(p["en"] for p in distractors)]
+        rng.shuffle(choices)
+        items.append(McItem(
+            question=template.format(paragraph=target[language]),
+            choices=choices,
+            answer=choices.index(target["en"]),
+            context="\n".join(p[language] for p in passage),
+        ))
+        if len(items) >= n:
+            break
+    return items
+
+
+def item_records(items: list[McItem]) -> list[dict[str, object]]:
+    """JSON-ready records in the task-file format."""
+    return [{k: v for k, v in asdict(item).items() if v is not None} for item in items]

@@ -1,0 +1,148 @@
+"""The generation task: answers to a prompt file, their language, ROUGE against references, a judge.
+
+A prompt file has one JSON object per line: `{"prompt": str}` plus optional `"reference"` (scored with
+ROUGE-1/2/L F1, for summarisation items). The target-language answer rate is the share of answers that
+offline language ID reads as the target language — an adapted model that drifts back into English shows
+up here first. An optional OpenAI-compatible judge grades each answer 1–5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean
+from typing import TYPE_CHECKING, Any
+
+from langadapt.errors import LangadaptError
+from langadapt.evaluate.generation import generate_greedy
+from langadapt.evaluate.langid import detect_languages
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+JUDGE_PROMPT = (
+    "You grade an assistant's answer written in the language with ISO code '{language}'. Score 1-5 for "
+    "grammar and fluency in that language and relevance to the request (5 = fluent, correct and relevant; "
+    "1 = wrong language or unusable). Reply with the score only.\n\nRequest:\n{prompt}\n\nAnswer:\n{answer}"
+)
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    prompt: str
+    reference: str | None = None
+
+
+def read_prompt_file(path: str | Path, task: str = "generate") -> list[PromptItem]:
+    path = Path(path)
+    if not path.is_file():
+        raise LangadaptError(f"generate task '{task}': file '{path}' does not exist — check the path")
+    items = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"generate task '{task}': {path.name} line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise LangadaptError(f"{where} is not valid JSON — one JSON object per line") from None
+            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"].strip():
+                raise LangadaptError(f"{where} has no non-empty 'prompt' string — add one")
+            reference = record.get("reference")
+            if reference is not None and not isinstance(reference, str):
+                raise LangadaptError(f"{where}: 'reference' must be a string")
+            items.append(PromptItem(record["prompt"], reference))
+    if not items:
+        raise LangadaptError(f"generate task '{task}': '{path}' holds no prompts")
+    return items
+
+
+class UnicodeWordTokenizer:
+    """Lower-cased \\w+ words. rouge-score's default tokenizer keeps only [a-z0-9], which deletes every
+    Cyrillic word and splits Basque/Lithuanian words at each accented letter."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return re.findall(r"\w+", text.lower())
+
+
+def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F1 with a Unicode-aware tokenizer (no stemming: rouge-score's stemmer is English)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=UnicodeWordTokenizer())
+    scores = [scorer.score(ref, pred) for pred, ref in zip(predictions, references, strict=True)]
+    return {name: fmean(s[name].fmeasure for s in scores) for name in ("rouge1", "rouge2", "rougeL")}
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """An OpenAI-compatible chat endpoint; the key is read from the environment, never from a config."""
+
+    url: str  # e.g. https://api.openai.com/v1 or http://localhost:8000/v1
+    model: str
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_s: float = 60.0
+
+
+def judge_answer(judge: JudgeConfig, prompt: str, answer: str, language: str) -> int | None:
+    """The judge's 1–5 grade, or None when its reply holds no grade."""
+    body = {"model": judge.model, "temperature": 0,
+            "messages": [{"role": "user", "content": JUDGE_PROMPT.format(language=language, prompt=prompt,
+                                                                         answer=answer)}]}
+    request = urllib.request.Request(judge.url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    key = os.environ.get(judge.api_key_env) if judge.api_key_env else None
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=judge.timeout_s) as response:
+            reply = json.loads(response.read())["choices"][0]["message"]["content"]
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise LangadaptError(f"the judge at {judge.url} did not answer ({type(exc).__name__}) — check eval "
+                             "judge.url and that the server is up") from None
+    found = re.search(r"[1-5]", reply or "")
+    return int(found.group()) if found else None
+
+
+def generate_task(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    items: list[PromptItem],
+    *,
+    language: str,
+    chat_template: bool = True,
+    max_new_tokens: int = 128,
+    batch_size: int = 8,
+    judge: JudgeConfig | None = None,
+) -> dict[str, Any]:
+    """Generate greedy answers and score them; returns metrics plus the answers."""
+    run = generate_greedy(model, tokenizer, [item.prompt for item in items], max_new_tokens=max_new_tokens,
+                          chat_template=chat_template, batch_size=batch_size)
+    answers = [g.text for g in run.outputs]
+    languages = detect_languages(answers)
+    metrics: dict[str, Any] = {
+        "n": len(items),
+        "target_language_rate": round(sum(code == language for code in languages) / len(items), 6),
+        "words_per_second": round(run.words_per_second, 3),
+        "tokens_per_second": round(run.tokens_per_second, 3),
+        "mean_answer_words": round(fmean(len(a.split()) for a in answers), 3),
+    }
+    with_reference = [(a, item.reference) for a, item in zip(answers, items, strict=True) if item.reference]
+    if with_reference:
+        rouge = rouge_scores([a for a, _ in with_reference], [r for _, r in with_reference])
+        metrics.update({name: round(value, 6) for name, value in rouge.items()})
+    grades: list[int | None] = []
+    if judge is not None:
+        grades = [judge_answer(judge, item.prompt, a, language) for item, a in zip(items, answers, strict=True)]
+        valid = [g for g in grades if g is not None]
+        metrics["judge_mean"] = round(fmean(valid), 4) if valid else None
+    metrics["items"] = [
+        {"prompt": item.prompt, "answer": a, "language": lang, **({"judge": grades[k]} if grades else {})}
+        for k, (item, a, lang) in enumerate(zip(items, answers, languages, strict=True))
+    ]
+    return metrics

@@ -1,0 +1,48 @@
+"""Offline language identification (lingua, all 75 languages, trigram mode: ~0.3 s start, ~60 MB)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lingua import LanguageDetector
+
+log = logging.getLogger("langadapt.eval")
+
+
+@lru_cache(maxsize=1)
+def _detector() -> LanguageDetector:
+    from lingua import LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build()
+
+
+def detect_languages(texts: list[str]) -> list[str | None]:
+    """ISO 639-1 code of each text ('eu', 'en', ...), None when undecided (empty or too ambiguous)."""
+    if not texts:
+        return []
+    found = _detector().detect_languages_in_parallel_of(texts)
+    return [lang.iso_code_639_1.name.lower() if lang is not None else None for lang in found]
+
+
+def language_share(texts: list[str], language: str) -> float:
+    """Share of `texts` detected as `language` (ISO 639-1)."""
+    if not texts:
+        return 0.0
+    return sum(code == language for code in detect_languages(texts)) / len(texts)
+
+
+def warn_if_not(texts: list[str], language: str, what: str, sample: int = 200) -> str | None:
+    """Warn (and return the detected code) when most of `texts` are not in the declared language."""
+    codes = [code for code in detect_languages(texts[:sample]) if code]
+    if not codes:
+        return None
+    top, count = Counter(codes).most_common(1)[0]
+    if top != language and count > len(codes) / 2:
+        log.warning("%s is declared '%s' but reads as '%s' (%d of %d texts sampled) — check its language",
+                    what, language, top, count, len(codes))
+        return top
+    return None
