@@ -99,3 +99,19 @@ def test_smollm2_spends_about_3_5_tokens_per_basque_word(smollm2_dir: Path) -> N
     english = text_stats(texts("en", path=EU_DEV, limit=None), tokenizer)
     assert 3.3 < basque["tokens_per_word"] < 3.7
     assert 1.1 < english["tokens_per_word"] < 1.4
+
+
+def test_a_killed_materialisation_leaves_nothing_that_counts(monkeypatch, tmp_path: Path) -> None:
+    """A leftover temp folder is removed, and a failed conversion never leaves a folder that resolves."""
+    monkeypatch.setenv("LANGADAPT_HOME", str(tmp_path))
+    leftover = tmp_path / "models" / ".tmp-smollm2-135m-instruct-12345"
+    leftover.mkdir(parents=True)
+
+    def broken(folder, gguf_file):
+        raise RuntimeError("killed mid-conversion")
+
+    monkeypatch.setattr(models, "_load_gguf", broken)
+    with pytest.raises(RuntimeError, match="killed"):
+        models.resolve("builtin:smollm2-135m-instruct")
+    assert not leftover.exists()
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [".smollm2-135m-instruct.lock"]

@@ -184,8 +184,9 @@ def materialise_builtin(name: str) -> Path:
     with _file_lock(models_dir / f".{name}.lock"):
         if (target / "config.json").exists():  # another process finished while we waited
             return target
+        for leftover in models_dir.glob(f".tmp-{name}-*"):  # from a conversion that was killed
+            shutil.rmtree(leftover, ignore_errors=True)
         tmp = models_dir / f".tmp-{name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         try:
             log.info("materialising builtin:%s from %s (one-off, ~30 s)", name, spec.gguf_file)
             model, tokenizer = _load_gguf(gguf_dir, spec.gguf_file)

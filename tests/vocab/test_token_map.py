@@ -31,5 +31,5 @@ def test_mismatched_base_and_broken_maps_are_refused(tmp_path: Path, byte_level_
         token_map.check_base(other)
     with pytest.raises(LangadaptError, match="has no decomposition"):
         TokenMap("extended", 3, "h", [0, -1], {}).check()
-    with pytest.raises(LangadaptError, match="has no token_map.json"):
+    with pytest.raises(LangadaptError, match=r"has no token_map\.json"):
         TokenMap.load(tmp_path)
