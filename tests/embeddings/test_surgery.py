@@ -136,7 +136,7 @@ def test_mismatched_inputs_are_refused_before_loading_weights(
     new_dir, _ = extend_with_words(tiny_llama, ["Kaixoñ"], tmp_path / "tok")
     with pytest.raises(LangadaptError, match="different base vocabulary"):
         embed_model(tiny_llama_sp, new_dir, tmp_path / "a")
-    with pytest.raises(LangadaptError, match="has no token_map.json"):
+    with pytest.raises(LangadaptError, match=r"has no token_map\.json"):
         embed_model(tiny_llama, byte_level_tokenizer, tmp_path / "b")
     data = json.loads((new_dir / "token_map.json").read_text())
     data["old_ids"].append(-1)

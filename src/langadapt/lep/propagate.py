@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from langadapt.embeddings.surgery import (
-    INPUT,
-    OUTPUT,
     embedding_matrices,
     install_matrices,
     remap_token_ids,
