@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from langadapt.embeddings.surgery import (
+    all_finite,
     embedding_matrices,
     install_matrices,
     remap_token_ids,
@@ -274,7 +275,7 @@ def propagate(
         matrix = instruct.new_empty((len(tokenizer), instruct.shape[1]))
         matrix[:n_donor] = apply_map(donor[:n_donor], fitted.transform, instruct.dtype)
         matrix[copy_to] = instruct[copy_from]
-        if not torch.isfinite(matrix).all():
+        if not all_finite(matrix):
             raise LangadaptError(f"{name}: LEP produced non-finite rows — one of the models holds NaN/inf weights")
         new_matrices[name] = matrix
         metrics["maps"][name] = fitted.metrics()
