@@ -64,7 +64,7 @@ def test_embed_and_lep_stages_write_models_and_metrics_and_skip_when_unchanged(
 
 def test_lep_without_an_instruct_model_is_refused_by_validate(tmp_path: Path, tiny_llama: Path) -> None:
     cfg = validate_config(config(tmp_path, tiny_llama, None, embed={}, lep={}), base_dir=tmp_path)
-    with pytest.raises(LangadaptError, match="the lep stage needs models.instruct"):
+    with pytest.raises(LangadaptError, match=r"the lep stage needs models\.instruct"):
         check(cfg)
     with pytest.raises(LangadaptError, match="needs stage"):
         check(validate_config(config(tmp_path, tiny_llama, tiny_llama, lep={}), base_dir=tmp_path))

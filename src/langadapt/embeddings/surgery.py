@@ -20,12 +20,11 @@ the same operator T (`subtoken_mean`), so initialisation and propagation agree o
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,13 +129,6 @@ def sample_fitted_normal(rows: torch.Tensor, count: int, generator: torch.Genera
     return mean + noise @ factor.T
 
 
-@dataclass(frozen=True)
-class InitCounts:
-    kept: int
-    new: int
-    fallback: int  # new tokens without sub-tokens: given the mean of all old rows
-
-
 def init_matrix(
     old: torch.Tensor,
     token_map: TokenMap,
@@ -144,18 +136,19 @@ def init_matrix(
     *,
     generator: torch.Generator,
     init_std: float = 0.02,
-) -> tuple[torch.Tensor, InitCounts]:
-    """The (new vocab × hidden) matrix for `old` (one of a model's matrices), in `old`'s dtype."""
+) -> torch.Tensor:
+    """The (new vocab × hidden) matrix for `old` (one of a model's matrices), in `old`'s dtype.
+
+    With `mean`, new tokens without sub-tokens (`token_map.undecomposable_ids()`) get the mean of all old rows.
+    """
     fresh = token_map.new_ids()
     # One gather puts every kept row in place, bit-for-bit (new rows gather row 0 and are overwritten below).
     sources = torch.tensor(token_map.old_ids, dtype=torch.long).clamp_min(0)
     matrix = torch.index_select(old, 0, sources)
     # Only the rows of the old tokenizer's tokens: models padded beyond it (Qwen) have untrained rows there.
     base_rows = old[: token_map.base_vocab_size].to(torch.promote_types(old.dtype, torch.float32))
-    fallback = 0
     if method == "mean":
         rows, found = subtoken_mean(base_rows, token_map, fresh)
-        fallback = int((~found).sum())
         rows[~found] = base_rows.mean(0)
     elif method == "normal":
         rows = sample_fitted_normal(base_rows, len(fresh), generator)
@@ -170,7 +163,7 @@ def init_matrix(
             f"{bad} embedding row(s) are not finite after initialisation — the base model's own weights hold "
             "NaN/inf; check the model"
         )
-    return matrix, InitCounts(kept=token_map.vocab_size - len(fresh), new=len(fresh), fallback=fallback)
+    return matrix
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -207,7 +200,7 @@ def copy_special_tokens(
             old_ids[new_id] = old_vocab[token.content]
             special += 1
     decompositions = {k: v for k, v in token_map.decompositions.items() if old_ids[k] < 0}
-    return dataclasses.replace(token_map, old_ids=old_ids, decompositions=decompositions), special
+    return replace(token_map, old_ids=old_ids, decompositions=decompositions), special
 
 
 def remap_token_ids(
@@ -256,28 +249,25 @@ def resize_to_tokenizer(
     token_map, special = copy_special_tokens(token_map, old_tokenizer, new_tokenizer)
     generator = torch.Generator().manual_seed(seed)
     init_std = float(getattr(model.config.get_text_config(), "initializer_range", 0.02))
-    new_matrices: dict[str, torch.Tensor] = {}
-    counts = None
-    norms = {}
+    fresh = token_map.new_ids()
+    new_matrices, norms = {}, {}
     for name, old in old_matrices.items():
-        new_matrices[name], counts = init_matrix(old, token_map, method, generator=generator, init_std=init_std)
-        fresh = token_map.new_ids()
+        new_matrices[name] = init_matrix(old, token_map, method, generator=generator, init_std=init_std)
         norms[name] = {
             "old_rows": float(old[: token_map.base_vocab_size].float().norm(dim=1).mean()),
             "new_rows": float(new_matrices[name][fresh].float().norm(dim=1).mean()) if fresh else 0.0,
         }
     install_matrices(model, new_matrices)
     remap_token_ids(model, old_tokenizer, new_tokenizer)
-    assert counts is not None
-    pieces = [len(token_map.decompositions[i]) for i in token_map.new_ids()]
+    pieces = [len(token_map.decompositions[i]) for i in fresh]
     return {
         "method": method,
         "tied": OUTPUT not in old_matrices,
         "rows_before": rows_before,
         "vocab_size": token_map.vocab_size,
-        "kept_rows": counts.kept,
-        "new_rows": counts.new,
-        "fallback_rows": counts.fallback if method == "mean" else 0,
+        "kept_rows": token_map.vocab_size - len(fresh),
+        "new_rows": len(fresh),
+        "fallback_rows": len(token_map.undecomposable_ids()) if method == "mean" else 0,
         "special_rows": special,
         "mean_subtokens": sum(pieces) / len(pieces) if pieces else 0.0,
         "mean_row_norm": norms,

@@ -287,7 +287,7 @@ def propagate(
         vocab_size=len(tokenizer),
         propagated_rows=n_donor,
         new_rows=len(token_map.new_ids()),
-        fallback_rows=sum(1 for i in token_map.new_ids() if not token_map.decompositions[i]),
+        fallback_rows=len(token_map.undecomposable_ids()),
         chat_rows_copied=len(copied),
         tokens_added_from_instruct=added,
         chat_template="instruct" if inputs.instruct_tokenizer.chat_template else "donor",
