@@ -161,3 +161,33 @@ def test_smollm2_with_new_words_stays_finite_and_keeps_its_rows(smollm2_dir: Pat
     ids = new_tokenizer("Kaixo mundua, euskara 日本語", return_tensors="pt")["input_ids"]
     assert (ids >= len(tokenizer)).any()
     assert torch.isfinite(model(ids).logits).all()
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_llama_sp"])
+def test_a_replaced_vocabulary_keeps_shared_and_special_rows_and_moves_special_ids(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """vocab method `bpe`: a new vocabulary, where only tokens spelled like old ones keep their rows."""
+    from langadapt.vocab.base import BaseTokenizer
+    from langadapt.vocab.build import build_vocabulary, save_vocabulary
+    from tests import tiny
+
+    model_dir = request.getfixturevalue(fixture)
+    base = BaseTokenizer.load(str(model_dir))
+    vocabulary = build_vocabulary(base, iter(tiny.texts("eu", limit=500)), method="bpe", vocab_size=700)
+    save_vocabulary(vocabulary, base, tmp_path / "tok")
+    old_e = AutoModelForCausalLM.from_pretrained(model_dir).get_input_embeddings().weight.detach()
+
+    metrics = embed_model(model_dir, tmp_path / "tok", tmp_path / "model")
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    old_tokenizer, new_tokenizer = AutoTokenizer.from_pretrained(model_dir), AutoTokenizer.from_pretrained(tmp_path / "model")
+    new_e = model.get_input_embeddings().weight.detach()
+    token_map = vocabulary.token_map
+    kept = token_map.kept_ids()
+    assert 0 < len(kept) < token_map.vocab_size and metrics["new_rows"] == token_map.vocab_size - len(kept)
+    assert all(torch.equal(new_e[new], old_e[old]) for new, old in kept)
+    eos = old_tokenizer.eos_token
+    assert torch.equal(new_e[new_tokenizer.convert_tokens_to_ids(eos)], old_e[old_tokenizer.convert_tokens_to_ids(eos)])
+    assert model.generation_config.eos_token_id == new_tokenizer.eos_token_id
+    assert torch.isfinite(new_e).all() and metrics["special_rows"] >= 3
