@@ -161,7 +161,7 @@ def check_inputs(
     trust_remote_code: bool = False,
 ) -> LepInputs:
     """Every one-line refusal LEP can give, from configs and tokenizers only (no weights loaded)."""
-    from langadapt.models import load_tokenizer
+    from langadapt.models import load_tokenizer, resolve
 
     configs = {name: _text_config(ref, trust_remote_code) for name, ref in
                (("base", base), ("instruct", instruct), ("donor", donor))}
@@ -187,8 +187,7 @@ def check_inputs(
     tokenizers = {name: load_tokenizer(ref, trust_remote_code=trust_remote_code)
                   for name, ref in (("base", base), ("instruct", instruct), ("donor", donor))}
     check_instruct_vocabulary(tokenizers["base"], tokenizers["instruct"])
-    token_map_path = Path(token_map_path) if token_map_path else _folder(donor, trust_remote_code)
-    token_map = TokenMap.load(token_map_path)  # one-line error when the donor folder has none
+    token_map = TokenMap.load(token_map_path or resolve(donor, trust_remote_code=trust_remote_code))
     token_map.check_base(tokenizers["base"], "the base model")
     if token_map.vocab_size != len(tokenizers["donor"]):
         raise LangadaptError(
@@ -198,12 +197,6 @@ def check_inputs(
     if not tokenizers["instruct"].chat_template:
         log.warning("the instruct model has no chat template — the result keeps the donor's (if any)")
     return LepInputs(tokenizers["base"], tokenizers["instruct"], tokenizers["donor"], token_map, tying["base"])
-
-
-def _folder(ref: str | Path, trust_remote_code: bool) -> Path:
-    from langadapt.models import resolve
-
-    return resolve(ref, trust_remote_code=trust_remote_code)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -261,9 +254,7 @@ def propagate(
     copied = chat_rows(tokenizer, inputs.instruct_tokenizer)
     copy_to = torch.tensor([out for out, _ in copied], dtype=torch.long)
     copy_from = torch.tensor([src for _, src in copied], dtype=torch.long)
-    unset = set(range(n_donor, len(tokenizer))) - set(copy_to.tolist())
-    if unset:  # cannot happen: every token past the donor's comes from I
-        raise AssertionError(f"rows {sorted(unset)[:5]} of the output have no source")
+    assert set(range(n_donor, len(tokenizer))) <= set(copy_to.tolist()), "tokens past the donor's come from I"
 
     metrics: dict[str, Any] = {"method": method, "maps": {}}
     new_matrices = {}
