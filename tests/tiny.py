@@ -118,15 +118,10 @@ def make_tiny_model(
     return Path(out)
 
 
-def make_instruct_sibling(base_dir: Path, out: Path, reply: str, *, steps: int = 150, seed: int = 0) -> Path:
-    """Fine-tune every weight of `base_dir` so that it answers any user turn with `reply` (loss on the reply)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    prompts = texts("eu", limit=64)
+def chat_examples(tokenizer, reply: str, limit: int = 64) -> list[tuple[list[int], list[int]]]:
+    """(input ids, labels) of one-turn chats answered with `reply`; the loss falls on the reply only."""
     examples = []
-    for prompt in prompts:
+    for prompt in texts("eu", limit=limit):
         messages = [{"role": "user", "content": prompt[:80]}]
         prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": reply}], tokenize=False)
@@ -134,17 +129,31 @@ def make_instruct_sibling(base_dir: Path, out: Path, reply: str, *, steps: int =
         full_ids = tokenizer(full, add_special_tokens=False)["input_ids"]
         labels = [-100] * len(prefix_ids) + full_ids[len(prefix_ids):]
         examples.append((full_ids, labels))
+    return examples
+
+
+def padded_batch(examples: list[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in examples)
+    return {
+        "input_ids": torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in examples]),
+        "labels": torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in examples]),
+        "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in examples]),
+    }
+
+
+def make_instruct_sibling(base_dir: Path, out: Path, reply: str, *, steps: int = 150, seed: int = 0) -> Path:
+    """Fine-tune every weight of `base_dir` so that it answers any user turn with `reply` (loss on the reply)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    examples = chat_examples(tokenizer, reply)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for step in range(steps):
-        batch = [examples[(step * 8 + i) % len(examples)] for i in range(8)]
-        width = max(len(ids) for ids, _ in batch)
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
-        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        batch = padded_batch([examples[(step * 8 + i) % len(examples)] for i in range(8)], tokenizer.pad_token_id)
+        loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -254,6 +254,28 @@ def fingerprint_path(path: str | Path) -> str:
     return stable_hash(entries)
 
 
+@contextlib.contextmanager
+def staged_output(out: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `out` that becomes `out` only if the block completes.
+
+    For CLI verbs with `--out DIR`: DIR must not exist yet (or be empty); a failure leaves nothing behind.
+    """
+    out = Path(out).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LangadaptError(f"--out '{out}' already exists — choose a new folder or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class Timer:
     """Wall-clock seconds of a block, for manifests."""
 

@@ -1,0 +1,33 @@
+"""The `embed` pipeline stage: the base model resized to the vocab stage's tokenizer, new rows initialised.
+
+Output: `<run>/embed/model/`, an HF model folder (safetensors, the new tokenizer with its token_map.json,
+chat template, generation config). Metrics: row counts (kept / new / fallback / special), row norms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langadapt.config import RunConfig
+from langadapt.pipeline import StageContext, stage
+
+
+def _models(cfg: RunConfig) -> list[str]:
+    return [cfg.models.base]
+
+
+@stage("embed", needs=("vocab",), uses=("models.base", "models.tokenizer", "models.trust_remote_code"),
+       external_inputs=_models)
+def embed_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
+    from langadapt.embeddings.surgery import embed_model
+
+    assert cfg.embed is not None
+    metrics = embed_model(
+        cfg.models.base, ctx.inputs["vocab"] / "tokenizer", ctx.out / "model", cfg.embed.method,
+        base_tokenizer=cfg.models.base_tokenizer, seed=cfg.seed, trust_remote_code=cfg.models.trust_remote_code,
+    )
+    metrics["summary"] = {
+        "vocab size": metrics["vocab_size"], "new rows": metrics["new_rows"],
+        "fallback rows": metrics["fallback_rows"], "init s": metrics["init_seconds"],
+    }
+    return metrics

@@ -1,0 +1,40 @@
+"""`langadapt lep`: Learned Embedding Propagation between three model folders, without a run config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lep")(lep)
+
+
+def lep(
+    base: Annotated[str, typer.Option("--base", help="B: the original base model.")],
+    instruct: Annotated[str, typer.Option("--instruct", help="I: B's instruct fine-tune (B's vocabulary).")],
+    donor: Annotated[str, typer.Option("--donor", help="D: B with the new tokenizer, after CPT (holds token_map.json).")],
+    out: Annotated[Path, typer.Option("--out", help="Output model folder (must not exist yet).")],
+    method: Annotated[str, typer.Option("--method", help="swap | overlap | conversion.")] = "conversion",
+    token_map: Annotated[Path | None, typer.Option("--token-map", help="token_map.json (or its folder) if D lacks one.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow models with custom code.")] = False,
+) -> None:
+    """Learned Embedding Propagation: the adapted base's embeddings mapped into its instruct sibling."""
+    from langadapt.errors import LangadaptError
+    from langadapt.lep.propagate import lep_model
+    from langadapt.runstore import library_versions, staged_output
+
+    if method not in ("swap", "overlap", "conversion"):
+        raise LangadaptError(f"unknown --method '{method}' — choose swap, overlap or conversion")
+    with staged_output(out) as tmp:
+        metrics = lep_model(base, instruct, donor, tmp, method, token_map_path=token_map,  # type: ignore[arg-type]
+                            trust_remote_code=trust_remote_code)
+        manifest = {"command": "lep", "base": base, "instruct": instruct, "donor": donor,
+                    "metrics": metrics, "versions": library_versions()}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    residuals = ", ".join(f"{name} {fit['residual']:.3g}" for name, fit in metrics["maps"].items())
+    typer.echo(f"{method}: {metrics['propagated_rows']} rows propagated (fit residual {residuals}), "
+               f"{metrics['chat_rows_copied']} chat rows from the instruct model → {out}")

@@ -1,0 +1,50 @@
+"""The `lep` pipeline stage: the adapted base's embeddings propagated into the instruct model.
+
+B = `models.base`, I = `models.instruct`, D = the `cpt` model when that stage runs, else the `embed` model.
+The token map comes from D's folder, else from the embed stage's (a CPT folder need not carry it).
+Output: `<run>/lep/model/`, an HF model folder with I's body, D's tokenizer plus I's chat tokens, and I's
+chat template. Metrics: per matrix the rows fitted on, the fit's relative residual and how far the map is
+from identity; counts of propagated / new / fallback / chat rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langadapt.config import RunConfig
+from langadapt.errors import LangadaptError
+from langadapt.pipeline import StageContext, stage
+from langadapt.vocab.token_map import FILENAME as TOKEN_MAP_FILE
+
+
+def _preflight(cfg: RunConfig) -> None:
+    if cfg.models.instruct is None:
+        raise LangadaptError(
+            "the lep stage needs models.instruct, the instruct sibling of models.base to propagate into — set it, "
+            "or remove the lep section"
+        )
+
+
+def _models(cfg: RunConfig) -> list[str]:
+    return [ref for ref in (cfg.models.base, cfg.models.instruct) if ref is not None]
+
+
+@stage("lep", needs=("embed",), after=("cpt",), preflight=_preflight, external_inputs=_models,
+       uses=("models.base", "models.instruct", "models.trust_remote_code"))
+def lep_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
+    from langadapt.lep.propagate import lep_model
+
+    assert cfg.lep is not None and cfg.models.instruct is not None  # the preflight said so
+    donor = Path(ctx.model_from("cpt", "embed"))
+    token_map = donor if (donor / TOKEN_MAP_FILE).exists() else ctx.inputs["embed"] / "model"
+    ctx.log.info("LEP %s: base %s, instruct %s, donor %s", cfg.lep.method, cfg.models.base, cfg.models.instruct,
+                 donor)
+    metrics = lep_model(
+        cfg.models.base, cfg.models.instruct, donor, ctx.out / "model", cfg.lep.method,
+        token_map_path=token_map, trust_remote_code=cfg.models.trust_remote_code,
+    )
+    metrics["donor_stage"] = donor.parent.name
+    metrics["summary"] = {f"{name} residual": fit["residual"] for name, fit in metrics["maps"].items()}
+    metrics["summary"]["chat rows"] = metrics["chat_rows_copied"]
+    return metrics
