@@ -1,0 +1,172 @@
+"""Bits per character / byte: the tokenizer-independent measure of how well a model predicts text.
+
+Models with different tokenizers can only be compared per unit of *text*, never per token (a tokenizer
+with longer tokens has a higher token perplexity for the same model quality). So every character of
+every document is scored: each document is encoded without special tokens and preceded by one prefix
+token (the tokenizer's BOS, else its EOS — lm-evaluation-harness' `prefix_token_id` convention), so its
+first token is predicted too. The total negative log-likelihood is divided by the characters and by the
+UTF-8 bytes of the documents, in bits.
+
+Documents longer than `max_length` tokens are scored with a sliding window: each window scores at most
+`stride` new tokens and gives them the preceding `max_length - stride` (or more) tokens as context.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from langadapt.errors import LangadaptError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class BpcResult:
+    """Totals over a set of documents and the ratios derived from them."""
+
+    documents: int
+    characters: int
+    bytes: int
+    words: int
+    tokens: int  # scored tokens = the documents' tokens (the prefix token is context only)
+    nll_nats: float  # total negative log-likelihood, natural log
+
+    @property
+    def bits(self) -> float:
+        return self.nll_nats / math.log(2)
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.bits / self.characters
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.bits / self.bytes
+
+    @property
+    def token_perplexity(self) -> float:
+        """exp(mean NLL per token): for reference only — not comparable across tokenizers."""
+        return math.exp(self.nll_nats / self.tokens)
+
+    @property
+    def tokens_per_word(self) -> float:
+        return self.tokens / self.words if self.words else float("nan")
+
+    @property
+    def chars_per_token(self) -> float:
+        return self.characters / self.tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        ratios = ("bits_per_char", "bits_per_byte", "token_perplexity", "tokens_per_word", "chars_per_token")
+        return {**asdict(self), **{name: round(getattr(self, name), 6) for name in ratios}}
+
+
+@dataclass(frozen=True)
+class _Window:
+    ids: list[int]
+    first_scored: int  # index inside `ids` of the first token whose log-probability counts
+
+
+def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token every document is conditioned on: BOS, else EOS (what lm-eval uses)."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise LangadaptError("the tokenizer has neither a BOS nor an EOS token — cannot score a document's first token")
+
+
+def sliding_windows(ids: list[int], max_length: int, stride: int) -> list[_Window]:
+    """Split one encoded document (prefix included) into windows that together score ids[1:] once each."""
+    if not 0 < stride < max_length:
+        raise LangadaptError(f"stride must be between 1 and max_length - 1 ({max_length - 1}), got {stride}")
+    end = min(max_length, len(ids))
+    windows = [_Window(ids[:end], 1)]
+    while end < len(ids):
+        new_end = min(end + stride, len(ids))
+        start = new_end - max_length
+        windows.append(_Window(ids[start:new_end], end - start))
+        end = new_end
+    return windows
+
+
+def bits_per_character(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Iterable[str],
+    *,
+    max_length: int = 1024,
+    stride: int | None = None,
+    batch_tokens: int | None = None,
+) -> BpcResult:
+    """Score `texts` with `model`; returns totals, bits/char, bits/byte and token perplexity.
+
+    `stride` defaults to max_length // 2. `batch_tokens` bounds padded tokens per forward pass (default:
+    what keeps the float32 logits near 512 MiB for this vocabulary).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    max_length = min(max_length, getattr(model.config, "max_position_embeddings", max_length) or max_length)
+    stride = stride or max_length // 2
+    vocab = int(model.config.get_text_config().vocab_size)
+    batch_tokens = batch_tokens or max(max_length, min(8192, 2**27 // vocab))
+    prefix = prefix_token_id(tokenizer)
+
+    documents = characters = n_bytes = words = tokens = 0
+    windows: list[_Window] = []
+    batch: list[str] = []
+
+    def encode(batch: list[str]) -> None:
+        nonlocal tokens
+        if not batch:
+            return
+        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+            tokens += len(ids)
+            windows.extend(sliding_windows([prefix, *ids], max_length, stride))
+        batch.clear()
+
+    for text in texts:
+        if not text:
+            continue
+        documents += 1
+        characters += len(text)
+        n_bytes += len(text.encode("utf-8"))
+        words += len(text.split())
+        batch.append(text)
+        if len(batch) >= 256:
+            encode(batch)
+    encode(batch)
+    if tokens == 0:
+        raise LangadaptError("no text to score — the evaluation texts are empty")
+
+    device = next(model.parameters()).device
+    windows.sort(key=lambda w: len(w.ids), reverse=True)
+    nll = 0.0
+    start = 0
+    with torch.inference_mode():
+        while start < len(windows):
+            width = len(windows[start].ids)
+            rows = max(1, batch_tokens // width)
+            chunk = windows[start : start + rows]
+            start += len(chunk)
+            input_ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            attention = torch.zeros_like(input_ids)
+            labels = torch.full_like(input_ids, -100)
+            for row, window in enumerate(chunk):
+                n = len(window.ids)
+                input_ids[row, :n] = torch.tensor(window.ids)
+                attention[row, :n] = 1
+                labels[row, window.first_scored : n] = input_ids[row, window.first_scored : n]
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+            nll += F.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                labels[:, 1:].reshape(-1).to(device),
+                ignore_index=-100,
+                reduction="sum",
+            ).item()
+            del logits
+    return BpcResult(documents, characters, n_bytes, words, tokens, nll)

@@ -1,0 +1,308 @@
+"""Multiple-choice evaluation from local JSONL: loglik, loglik_norm and first_token scoring.
+
+A task file has one item per line: `{"question": str, "choices": [str, ...], "answer": int}` plus an
+optional `"context"` (a passage). Few-shot examples come from a separate file of the same format; the
+first `num_fewshot` of them precede every query (Darumeru's protocol).
+
+Scorings:
+- `loglik`: Σ log p(continuation tokens | prompt) — lm-evaluation-harness' `acc`;
+- `loglik_norm`: the same divided by the characters of the choice — lm-eval's `acc_norm`;
+- `first_token`: p(first token of each continuation) after the answer prefix — Darumeru's scoring for
+  lettered choices (A/B/C/D), one forward pass per item.
+
+Requests are encoded exactly as lm-eval encodes them (trailing spaces of the prompt move into the
+continuation; the continuation is what the whole string adds after the prompt's tokens), so predictions
+match lm-eval's. Speed comes from never re-encoding a prompt: each prompt runs once (batched, left-padded,
+only its last position's logits computed), and every choice continues from its cached keys/values.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from langadapt.errors import LangadaptError
+from langadapt.evaluate.generation import require_chat_template
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Scoring = Literal["loglik", "loglik_norm", "first_token"]
+SCORINGS: tuple[Scoring, ...] = ("loglik", "loglik_norm", "first_token")
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+# (question label, answer prefix) per language; the prompt words a model of that language expects.
+PROMPT_WORDS: dict[str, tuple[str, str]] = {
+    "en": ("Question", "Answer:"),
+    "eu": ("Galdera", "Erantzuna:"),
+    "ru": ("Вопрос", "Ответ:"),
+    "lt": ("Klausimas", "Atsakymas:"),
+}
+
+
+@dataclass(frozen=True)
+class McItem:
+    question: str
+    choices: list[str]
+    answer: int
+    context: str | None = None
+
+
+def read_mc_file(path: str | Path, task: str = "mc") -> list[McItem]:
+    """Read and validate a task file; every problem names the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise LangadaptError(f"mc task '{task}': file '{path}' does not exist — check the path")
+    items = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"mc task '{task}': {path.name} line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise LangadaptError(f"{where} is not valid JSON — one JSON object per line") from None
+            if not isinstance(record, dict):
+                raise LangadaptError(f"{where} is not a JSON object — expected question, choices, answer")
+            missing = [key for key in ("question", "choices", "answer") if key not in record]
+            if missing:
+                raise LangadaptError(f"{where} has no field(s) {', '.join(missing)} — add them (fields: "
+                                     f"{', '.join(sorted(record)) or 'none'})")
+            choices, answer = record["choices"], record["answer"]
+            if not isinstance(choices, list) or not choices:
+                raise LangadaptError(f"{where}: choices is empty — give at least two answer options")
+            if len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
+                raise LangadaptError(f"{where}: choices must be at least two non-empty strings")
+            if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+                raise LangadaptError(f"{where}: answer {answer!r} is out of range for {len(choices)} choices — "
+                                     f"use a 0-based index 0..{len(choices) - 1}")
+            context = record.get("context")
+            if context is not None and not isinstance(context, str):
+                raise LangadaptError(f"{where}: context must be a string")
+            items.append(McItem(str(record["question"]), list(choices), answer, context or None))
+    if not items:
+        raise LangadaptError(f"mc task '{task}': '{path}' holds no items")
+    return items
+
+
+@dataclass(frozen=True)
+class McFormat:
+    """How an item becomes a prompt and its choices continuations.
+
+    `template` fields: {context} (the passage and a blank line, or nothing), {question}, {question_label},
+    {options} (lettered choices, one per line, only with answer_format "letter"). The prompt is the
+    template followed by a newline and `answer_prefix`; each continuation is " " + letter or choice text.
+    """
+
+    language: str = "en"
+    answer_format: Literal["letter", "text"] = "letter"
+    template: str = "{context}{question_label}: {question}\n{options}"
+    answer_prefix: str | None = None  # default: the language's word, e.g. "Erantzuna:"
+    chat_template: bool = False
+    system: str | None = None
+
+    @property
+    def prefix(self) -> str:
+        return self.answer_prefix if self.answer_prefix is not None else PROMPT_WORDS.get(
+            self.language, PROMPT_WORDS["en"])[1]
+
+    def question_block(self, item: McItem) -> str:
+        label = PROMPT_WORDS.get(self.language, PROMPT_WORDS["en"])[0]
+        options = ""
+        if self.answer_format == "letter":
+            options = "".join(f"{LETTERS[i]}. {choice}\n" for i, choice in enumerate(item.choices))
+        context = f"{item.context}\n\n" if item.context else ""
+        return self.template.format(context=context, question=item.question, question_label=label,
+                                    options=options).rstrip()
+
+    def answers(self, item: McItem) -> list[str]:
+        """The choice strings as the model should write them (without the leading space)."""
+        if self.answer_format == "letter":
+            return list(LETTERS[: len(item.choices)])
+        return list(item.choices)
+
+    def prompt(self, item: McItem, shots: list[McItem], tokenizer: PreTrainedTokenizerBase | None = None) -> str:
+        """The full prompt (few-shot examples + query + answer prefix) that every choice continues."""
+        if not self.chat_template:
+            blocks = [f"{self.question_block(s)}\n{self.prefix} {self.answers(s)[s.answer]}" for s in shots]
+            return "\n\n".join([*blocks, f"{self.question_block(item)}\n{self.prefix}"])
+        if tokenizer is None:
+            raise ValueError("a chat prompt needs the tokenizer")
+        require_chat_template(tokenizer)
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        for shot in shots:
+            messages += [{"role": "user", "content": self.question_block(shot)},
+                         {"role": "assistant", "content": f"{self.prefix} {self.answers(shot)[shot.answer]}"}]
+        messages.append({"role": "user", "content": self.question_block(item)})
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + self.prefix
+
+
+@dataclass
+class _Request:
+    context: list[int]
+    continuations: list[list[int]]
+    lengths: list[int]  # characters of each choice string (the loglik_norm denominator)
+    first_logp: list[float] = field(default_factory=list)
+    loglik: list[float] = field(default_factory=list)
+
+
+def encode_request(tokenizer: PreTrainedTokenizerBase, prompt: str, continuations: list[str], *,
+                   add_special_tokens: bool = True) -> tuple[list[int], list[list[int]]]:
+    """lm-eval's `_encode_pair` for one prompt and all its continuations."""
+    spaces = len(prompt) - len(prompt.rstrip())
+    if spaces:
+        continuations = [prompt[-spaces:] + c for c in continuations]
+        prompt = prompt[:-spaces]
+    context = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
+    wholes = tokenizer([prompt + c for c in continuations], add_special_tokens=add_special_tokens)["input_ids"]
+    encoded = []
+    for whole, text in zip(wholes, continuations, strict=True):
+        tail = whole[len(context):]
+        encoded.append(tail or tokenizer(text, add_special_tokens=False)["input_ids"])
+    return context, encoded
+
+
+def score_requests(
+    model: PreTrainedModel,
+    requests: list[_Request],
+    *,
+    batch_tokens: int = 8192,
+    max_length: int | None = None,
+    pad_id: int = 0,
+) -> None:
+    """Fill each request's `first_logp` and `loglik` (per continuation), reusing each prompt's KV cache."""
+    import torch
+
+    max_length = max_length or getattr(model.config, "max_position_embeddings", 4096) or 4096
+    for request in requests:  # left-truncate prompts that do not fit with their longest continuation
+        keep = max_length - max(len(c) for c in request.continuations)
+        if keep < 1:
+            raise LangadaptError(f"a choice is longer than the model's context ({max_length} tokens)")
+        request.context = request.context[-keep:]
+    device = next(model.parameters()).device
+    keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+    order = sorted(range(len(requests)), key=lambda i: len(requests[i].context), reverse=True)
+    at = 0
+    with torch.inference_mode():
+        while at < len(order):
+            width = len(requests[order[at]].context)
+            rows = order[at : at + max(1, batch_tokens // width)]
+            at += len(rows)
+            _score_batch(model, [requests[i] for i in rows], width, batch_tokens, pad_id, device, keeps_logits)
+
+
+def _score_batch(model: PreTrainedModel, batch: list[_Request], width: int, batch_tokens: int, pad_id: int,
+                 device: torch.device, keeps_logits: bool) -> None:
+    import torch
+    from transformers import DynamicCache
+
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row, request in enumerate(batch):  # left padding: every prompt ends at the last column
+        input_ids[row, width - len(request.context):] = torch.tensor(request.context)
+        mask[row, width - len(request.context):] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    extra = {"logits_to_keep": 1} if keeps_logits else {}
+    out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                past_key_values=DynamicCache(), use_cache=True, **extra)
+    last = torch.log_softmax(out.logits[:, -1].float(), -1)
+    layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    del out
+
+    # Rows of the continuation pass: every continuation longer than one token (one-token ones are done).
+    pending: list[tuple[int, int]] = []
+    for row, request in enumerate(batch):
+        request.first_logp = [last[row, c[0]].item() for c in request.continuations]
+        request.loglik = list(request.first_logp)
+        pending += [(row, k) for k, c in enumerate(request.continuations) if len(c) > 1]
+    pending.sort(key=lambda rk: len(batch[rk[0]].continuations[rk[1]]), reverse=True)
+    at = 0
+    while at < len(pending):
+        steps = len(batch[pending[at][0]].continuations[pending[at][1]]) - 1
+        chunk = pending[at : at + max(1, batch_tokens // (width + steps))]
+        at += len(chunk)
+        owners = torch.tensor([row for row, _ in chunk])
+        cont_ids = torch.full((len(chunk), steps), pad_id, dtype=torch.long)
+        cont_mask = torch.zeros_like(cont_ids)
+        for r, (row, k) in enumerate(chunk):
+            tokens = batch[row].continuations[k][:-1]  # inputs; targets are continuations[k][1:]
+            cont_ids[r, : len(tokens)] = torch.tensor(tokens)
+            cont_mask[r, : len(tokens)] = 1
+        cont_pos = positions[owners, -1:] + 1 + torch.arange(steps)
+        cache = DynamicCache([(k[owners.to(k.device)], v[owners.to(v.device)]) for k, v in layers])
+        logits = model(
+            input_ids=cont_ids.to(device), attention_mask=torch.cat([mask[owners], cont_mask], -1).to(device),
+            position_ids=cont_pos.to(device), past_key_values=cache, use_cache=True,
+        ).logits
+        logp = torch.log_softmax(logits.float(), -1)
+        for r, (row, k) in enumerate(chunk):
+            targets = torch.tensor(batch[row].continuations[k][1:], device=logp.device)
+            batch[row].loglik[k] += logp[r, torch.arange(len(targets)), targets].sum().item()
+
+
+@dataclass(frozen=True)
+class McResult:
+    """Accuracy per scoring, plus per-item scores for inspection and comparison."""
+
+    task: str
+    n: int
+    accuracy: dict[str, float]
+    items: list[dict[str, Any]]
+
+    def to_dict(self, *, with_items: bool = True) -> dict[str, Any]:
+        summary = {"task": self.task, "n": self.n, "accuracy": {k: round(v, 6) for k, v in self.accuracy.items()}}
+        return {**summary, "items": self.items} if with_items else summary
+
+
+def _argmax(values: list[float]) -> int:
+    return max(range(len(values)), key=lambda i: (values[i], -i))  # first of equal maxima, like np.argmax
+
+
+def evaluate_mc(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    items: list[McItem],
+    *,
+    fmt: McFormat | None = None,
+    shots: list[McItem] = (),  # type: ignore[assignment]
+    scorings: tuple[Scoring, ...] | list[Scoring] = SCORINGS,
+    task: str = "mc",
+    batch_tokens: int = 8192,
+    max_length: int | None = None,
+) -> McResult:
+    """Score every item's choices; accuracy per requested scoring."""
+    fmt = fmt or McFormat()
+    unknown = set(scorings) - set(SCORINGS)
+    if unknown:
+        raise LangadaptError(f"unknown scoring(s) {sorted(unknown)} — choose from {', '.join(SCORINGS)}")
+    requests = []
+    for item in items:
+        prompt = fmt.prompt(item, list(shots), tokenizer)
+        answers = fmt.answers(item)
+        context, continuations = encode_request(tokenizer, prompt, [" " + a for a in answers],
+                                                add_special_tokens=not fmt.chat_template)
+        requests.append(_Request(context, continuations, [len(a) for a in answers]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    score_requests(model, requests, batch_tokens=batch_tokens, max_length=max_length, pad_id=pad)
+
+    results, correct = [], dict.fromkeys(scorings, 0)
+    for item, request in zip(items, requests, strict=True):
+        scores = {
+            "loglik": request.loglik,
+            "loglik_norm": [ll / n for ll, n in zip(request.loglik, request.lengths, strict=True)],
+            "first_token": [math.exp(lp) for lp in request.first_logp],
+        }
+        record: dict[str, Any] = {"answer": item.answer}
+        for scoring in scorings:
+            prediction = _argmax(scores[scoring])
+            correct[scoring] += prediction == item.answer
+            record[scoring] = {"prediction": prediction, "scores": [round(s, 6) for s in scores[scoring]]}
+        results.append(record)
+    accuracy = {s: correct[s] / len(items) for s in scorings}
+    return McResult(task, len(items), accuracy, results)

@@ -1,0 +1,82 @@
+"""DaruCopy metrics on constructed cases, and the generation loop on the tiny instruct model."""
+
+from __future__ import annotations
+
+import copy as pycopy
+
+import pytest
+
+from langadapt.errors import LangadaptError
+from langadapt.evaluate.copy import copy_task, lcs_ratio, lcs_score, length_score
+from langadapt.evaluate.generation import generate_greedy
+from tests.conftest import INSTRUCT_REPLY
+from tests.tiny import greedy_reply
+
+
+def test_length_score_is_the_symmetric_ratio_with_a_cap() -> None:
+    assert length_score(10, 20) == 0.5
+    assert length_score(20, 10) == 0.5
+    assert length_score(7, 7) == 1.0
+    assert length_score(128, 300) == 1.0  # s = min(300, 128)
+    assert length_score(64, 300) == 0.5
+    assert length_score(30, 300, cap=40) == 0.75
+    assert length_score(0, 10) == 0.0
+
+
+def test_lcs_ratio_counts_matching_characters_over_the_prediction() -> None:
+    reference = (
+        "Diagrama bat sor dezakezu datu-iturburutik Calc kalkulu-orri batean edo Writerreko taula batean. "
+        "Diagrama datuen dokumentu berean txertatuta dagoenean, datuei estekatuta egoten da, eta, beraz, "
+        "diagrama automatikoki eguneratzen da."
+    )
+    assert lcs_ratio(reference, reference) == 1.0
+    assert lcs_ratio("  " + reference + "\n", reference) == 1.0  # both sides stripped
+    assert lcs_ratio(reference[:50], reference) == 1.0  # a truncated copy passes, as in llmtf
+    assert lcs_ratio("abcX", "abcd") == 0.75
+    assert lcs_ratio("", reference) == 0.0
+    text = reference.strip()
+    one_typo = text[:100] + "#" + text[101:]
+    three_typos = "#" + text[1:50] + "#" + text[51:100] + "#" + text[101:]
+    assert lcs_ratio(one_typo, text) == pytest.approx((len(text) - 1) / len(text))
+    assert lcs_score(one_typo, text) == 1.0  # 1 wrong in 230 characters: ratio 0.996
+    assert lcs_score(three_typos, text) == 0.0  # 3 wrong: ratio 0.987 < 0.99
+    assert lcs_score(text + " eta gehiago idatzi zuen ereduak", text) == 0.0  # added text counts against
+
+
+def test_generation_matches_a_plain_generate_call(instruct, tiny_instruct_pair, basque_dev_texts) -> None:
+    model, tokenizer = instruct
+    prompts = [text[:60] for text in basque_dev_texts[:5]]
+    run = generate_greedy(model, tokenizer, prompts, max_new_tokens=20, chat_template=True, batch_size=3)
+    assert [g.text for g in run.outputs] == [greedy_reply(tiny_instruct_pair.instruct, p) for p in prompts]
+    reply_tokens = len(tokenizer(INSTRUCT_REPLY, add_special_tokens=False)["input_ids"])
+    assert all(g.text == INSTRUCT_REPLY and g.tokens == reply_tokens and g.stopped for g in run.outputs)
+    assert run.words_per_second > 0
+
+
+def test_copy_task_scores_the_models_outputs(instruct) -> None:
+    model, tokenizer = instruct  # answers every user turn with INSTRUCT_REPLY
+    reference = "Hemen dago testu luzeagoa, hitz askorekin idatzia, kopiatu beharrekoa zehazki."
+    ref_tokens = len(tokenizer(reference, add_special_tokens=False)["input_ids"])
+    reply_tokens = len(tokenizer(INSTRUCT_REPLY, add_special_tokens=False)["input_ids"])
+
+    sentence = copy_task(model, tokenizer, [INSTRUCT_REPLY, reference], kind="sentence", language="eu",
+                         max_new_tokens=24)
+    assert [item["prediction"] for item in sentence.items] == [INSTRUCT_REPLY, INSTRUCT_REPLY]
+    assert sentence.items[0]["score"] == 1.0
+    s = min(ref_tokens, 24)  # the reference length is capped at the generation budget
+    assert ref_tokens > 24 and sentence.items[1]["score"] == pytest.approx(min(reply_tokens / s, s / reply_tokens))
+    assert sentence.score == pytest.approx((1.0 + sentence.items[1]["score"]) / 2)
+    assert sentence.exact == 0.5
+    assert sentence.chars_per_generated_token == pytest.approx(len(INSTRUCT_REPLY) / reply_tokens)
+
+    paragraph = copy_task(model, tokenizer, [INSTRUCT_REPLY + " Eta beste esaldi bat.", reference],
+                          kind="paragraph", max_new_tokens=24)
+    assert [item["score"] for item in paragraph.items] == [1.0, 0.0]  # a truncated copy passes
+
+
+def test_chat_template_is_required_when_asked(instruct) -> None:
+    model, tokenizer = instruct
+    bare = pycopy.deepcopy(tokenizer)
+    bare.chat_template = None
+    with pytest.raises(LangadaptError, match="has no chat template"):
+        copy_task(model, bare, ["kaixo"], kind="sentence")
