@@ -60,7 +60,7 @@ class CptConfig(Section):
     adam_beta2: float = Field(default=0.95, ge=0, lt=1)
     adam_epsilon: float = Field(default=1e-5, gt=0)
     max_grad_norm: float = Field(default=1.0, ge=0, description="gradient clipping; 0 disables it")
-    optimizer: str = Field(default="adamw_torch", description="a transformers `optim` name, e.g. adamw_torch_fused")
+    optimizer: str = Field(default="adamw_torch_fused", description="a transformers `optim` name, e.g. adamw_8bit")
     batch_size: int = Field(default=4, ge=1, description="blocks per device per micro-step")
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     epochs: float = Field(default=1.0, gt=0)
