@@ -233,15 +233,36 @@ class LangadaptTrainer(Trainer):
     so a diverged run writes NaN checkpoints; here the step that produced it raises before the optimizer moves.
     """
 
-    def __init__(self, *args: Any, embedding_lr: float | None = None, **kwargs: Any):
+    def __init__(
+        self, *args: Any, embedding_lr: float | None = None, trainable_only_checkpoints: bool = False, **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         self.embedding_lr = embedding_lr
+        # Embeddings-only runs never change the body: checkpoints then hold just the trained tensors (an 8B
+        # LEP checkpoint is ~1 GB of embeddings instead of 32 GB of fp32 weights) and resuming loads them
+        # over the same base model. Switch it off before saving the final model.
+        self.trainable_only_checkpoints = trainable_only_checkpoints
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(model)
         if self.embedding_lr is not None:
             split_embedding_groups(optimizer, embedding_parameters(self.model), self.embedding_lr)
         return optimizer
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        if self.trainable_only_checkpoints and state_dict is None:  # None: a plain (not ZeRO-3/FSDP) save
+            trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
+            state_dict = {name: t for name, t in self.model.state_dict().items() if name in trainable}
+        super()._save(output_dir, state_dict=state_dict)
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        if not self.trainable_only_checkpoints:
+            super()._issue_warnings_after_load(load_result)
+            return
+        trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
+        missing = sorted(trainable & set(load_result.missing_keys))
+        if missing:
+            raise LangadaptError(f"the checkpoint lacks trained weights {missing[:3]} — delete the run's .work folder")
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)

@@ -310,6 +310,7 @@ def run_cpt(job: CptJob, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[s
         data_collator=PackedCollator(flatten=settings.attention in FLASH_ATTENTION),
         callbacks=[CheckpointPolicy(), *callbacks],
         embedding_lr=settings.embedding_lr,
+        trainable_only_checkpoints=settings.mode == "embeddings",
     )
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
@@ -322,6 +323,7 @@ def run_cpt(job: CptJob, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[s
     with friendly_training_errors(checkpoints, oom_hint=hint):
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final = Path(job.work) / "final"
+    trainer.trainable_only_checkpoints = False
     trainer.save_model(str(final))  # every rank takes part: ZeRO-3 / FSDP gather the weights here
     if not trainer.is_world_process_zero():
         return {}
