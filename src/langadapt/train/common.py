@@ -355,6 +355,7 @@ class ThroughputProgress(ProgressCallback):
         self.started = 0.0
         self.first_step = 0
         self.seconds = 0.0
+        self.ended = False
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
@@ -369,7 +370,9 @@ class ThroughputProgress(ProgressCallback):
         self.started = time.perf_counter()
 
     def tokens_per_second(self, state: Any) -> float:
-        self.seconds = time.perf_counter() - self.started
+        """Tokens per second of this session (a resumed run counts from where it resumed)."""
+        if not self.ended:
+            self.seconds = time.perf_counter() - self.started
         steps = state.global_step - self.first_step
         return steps * self.tokens_per_step / self.seconds if self.seconds > 0 else 0.0
 
@@ -395,6 +398,7 @@ class ThroughputProgress(ProgressCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.tokens_per_second(state)
+        self.ended = True  # `seconds` stays the training time
         super().on_train_end(args, state, control, **kwargs)
 
 

@@ -329,24 +329,11 @@ def run_cpt(job: CptJob, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[s
         return {}
 
     state = trainer.state
-    curve = loss_curve(state.log_history)
     del trainer, model
-    gc.collect()
-    export_model(
-        final, out=job.out / "model", base=model_dir, tokenizer=job.tokenizer or job.model,
-        lora=settings.mode == "lora", dtype=model_config.dtype, trust_remote_code=job.trust_remote_code,
-    )
-    shutil.rmtree(final, ignore_errors=True)
-    if (checkpoints / "runs").is_dir():
-        shutil.copytree(checkpoints / "runs", job.out / "tensorboard", dirs_exist_ok=True)
-    if settings.keep_checkpoint and (last := last_complete_checkpoint(checkpoints)) is not None:
-        shutil.move(str(last), str(job.out / "checkpoint"))
-
+    gc.collect()  # the Trainer holds cycles; free the optimizer state before loading the export copy
+    write_outputs(job, final, checkpoints, base=model_dir, dtype=model_config.dtype)
+    curve = loss_curve(state.log_history)
     tokens_seen = state.global_step * plan.tokens_per_step
-    session_steps = state.global_step - (checkpoint_step(resume) if resume else 0)
-    seconds = progress.seconds
-    tokens_per_second = session_steps * plan.tokens_per_step / seconds if seconds > 0 else 0.0
-    final_loss = curve[-1]["loss"] if curve else math.nan
     metrics = {
         "mode": settings.mode,
         "trainable_parameters": parameters["trainable"],
@@ -358,20 +345,31 @@ def run_cpt(job: CptJob, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[s
         "steps": state.global_step,
         "epochs": round(state.global_step * plan.global_batch / data.blocks, 4),
         "tokens_seen": tokens_seen,
-        "tokens_per_second": round(tokens_per_second, 2),
-        "train_seconds": round(seconds, 3),
+        "tokens_per_second": round(progress.tokens_per_second(state), 2),  # this session (after any resume)
+        "train_seconds": round(progress.seconds, 3),
         "resumed_from_step": checkpoint_step(resume) if resume else 0,
         "first_loss": curve[0]["loss"] if curve else math.nan,
-        "final_loss": final_loss,
+        "final_loss": curve[-1]["loss"] if curve else math.nan,
         "loss_curve": curve,
         **job.extra_metrics,
     }
     metrics["summary"] = {
-        "final loss": final_loss,
-        "tokens seen": tokens_seen,
-        "tok/s": metrics["tokens_per_second"],
+        "final loss": metrics["final_loss"], "tokens seen": tokens_seen, "tok/s": metrics["tokens_per_second"],
     }
     return metrics
+
+
+def write_outputs(job: CptJob, final: Path, checkpoints: Path, *, base: Path, dtype: Any) -> None:
+    """Rank 0: the exported model, the TensorBoard logs and (if asked) the last checkpoint into `job.out`."""
+    export_model(
+        final, out=job.out / "model", base=base, tokenizer=job.tokenizer or job.model,
+        lora=job.settings.mode == "lora", dtype=dtype, trust_remote_code=job.trust_remote_code,
+    )
+    shutil.rmtree(final, ignore_errors=True)
+    if (checkpoints / "runs").is_dir():
+        shutil.copytree(checkpoints / "runs", job.out / "tensorboard", dirs_exist_ok=True)
+    if job.settings.keep_checkpoint and (last := last_complete_checkpoint(checkpoints)) is not None:
+        shutil.move(str(last), str(job.out / "checkpoint"))
 
 
 def export_model(
