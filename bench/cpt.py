@@ -152,11 +152,12 @@ def throughput(args: argparse.Namespace) -> None:
         data = tmp_path / "packed"
         pack(load_tokenizer(model_dir), {"eu": (read_side(EU_TRAIN, "eu", 4000), 1.0)}, args.context, 400, data)
         results: dict[str, list[float]] = {"bare Trainer": [], "langadapt cpt": []}
-        for repeat in range(args.repeats):  # alternate, so machine noise hits both alike
-            results["bare Trainer"].append(
-                bare_trainer_steps_per_second(model_dir, data, tmp_path / f"bare{repeat}", args.steps, args.batch))
-            results["langadapt cpt"].append(
-                langadapt_steps_per_second(model_dir, data, tmp_path / f"la{repeat}", args.steps, args.batch))
+        runners = {"bare Trainer": bare_trainer_steps_per_second, "langadapt cpt": langadapt_steps_per_second}
+        for repeat in range(args.repeats):  # interleaved, first one then the other first: noise hits both alike
+            order = list(runners) if repeat % 2 == 0 else list(reversed(runners))
+            for name in order:
+                work = tmp_path / f"{name.split()[0]}{repeat}"
+                results[name].append(runners[name](model_dir, data, work, args.steps, args.batch))
             print(f"repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.3f} steps/s" for k, v in results.items()), flush=True)
     medians = {name: statistics.median(values) for name, values in results.items()}
     tokens = args.batch * args.context
