@@ -17,16 +17,20 @@ CONTEXT = 64
 
 
 def pack_documents(documents: list[list[int]], context_length: int, eos_id: int) -> dict[str, list[list[int]]]:
-    """The pack stage's contract: documents + EOS concatenated, cut into full blocks, positions restart per document."""
-    ids: list[int] = []
-    positions: list[int] = []
-    for doc in documents:
-        tokens = [*doc, eos_id]
-        ids += tokens
-        positions += list(range(len(tokens)))
+    """The pack stage's contract (strategy concat): documents + EOS back to back, cut into full blocks;
+    position ids restart at every document start and every block start."""
+    ids = [token for doc in documents for token in (*doc, eos_id)]
+    starts = {sum(len(doc) + 1 for doc in documents[:i]) for i in range(len(documents))}
     blocks = len(ids) // context_length
-    cut = lambda seq: [seq[i * context_length:(i + 1) * context_length] for i in range(blocks)]  # noqa: E731
-    return {"input_ids": cut(ids), "position_ids": cut(positions)}
+    rows: dict[str, list[list[int]]] = {"input_ids": [], "position_ids": []}
+    for block in range(blocks):
+        positions, position = [], 0
+        for index in range(block * context_length, (block + 1) * context_length):
+            position = 0 if index in starts or index == block * context_length else position + 1
+            positions.append(position)
+        rows["input_ids"].append(ids[block * context_length:(block + 1) * context_length])
+        rows["position_ids"].append(positions)
+    return rows
 
 
 def write_packed(tokenizer_dir: Path, out: Path, *, texts: list[str], context_length: int = CONTEXT) -> Path:
@@ -68,7 +72,7 @@ STAND_INS = textwrap.dedent(
 
     def fake_pack(cfg, ctx):
         shutil.copytree(os.environ["PACKED"], ctx.out / "dataset")
-        return {"mix": {"achieved_token_share": {"basque": 0.8, "english": 0.2}}}
+        return {"mix": {"achieved_token_share": {"basque": 0.8, "english": 0.2}}, "packing_efficiency": 1.0}
 
     def fake_embed(cfg, ctx):
         shutil.copytree(os.environ["EMBED_MODEL"], ctx.out / "model")

@@ -37,14 +37,17 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 def test_pack_helper_follows_the_contract() -> None:
     packed = pack_documents([[5, 6, 7], [8, 9], [10, 11, 12, 13]], context_length=4, eos_id=1)
     assert packed["input_ids"] == [[5, 6, 7, 1], [8, 9, 1, 10], [11, 12, 13, 1]]
-    assert packed["position_ids"] == [[0, 1, 2, 3], [0, 1, 2, 0], [1, 2, 3, 4]]
+    assert packed["position_ids"] == [[0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 2, 3]]
 
 
-def test_load_packed_reads_the_context_length(packed_eu: Path) -> None:
+def test_load_packed_reads_the_context_length(packed_eu: Path, tmp_path: Path) -> None:
     data = load_packed(packed_eu, vocab_size=600, max_positions=512)
     assert data.context_length == CONTEXT and data.blocks > 100
     assert data.dataset.column_names == ["input_ids", "position_ids"]
     assert data.dataset[0]["input_ids"].shape == (CONTEXT,)
+    padded = _save(tmp_path / "padded", input_ids=[[5, 6, 0]], position_ids=[[0, 1, 0]], labels=[[5, 6, -100]],
+                   source_ids=[[0, 0, -1]])
+    assert load_packed(padded, vocab_size=600).dataset.column_names == ["input_ids", "position_ids", "labels"]
 
 
 def _save(path: Path, **columns: list) -> Path:
@@ -97,6 +100,8 @@ def test_collator_masks_document_starts_and_flattens_with_exact_boundaries() -> 
     batch = PackedCollator()(rows)
     assert batch["labels"].tolist() == [[-100, 6, 1, -100], [8, 9, 1, -100]]
     assert "attention_mask" not in batch  # a mask would switch off transformers' packed-sequence detection
+    padded = [{**rows[0], "labels": torch.tensor([5, 6, 1, -100])}]  # best_fit packing: padding has no label
+    assert PackedCollator()(padded)["labels"].tolist() == [[-100, 6, 1, -100]]
     flat = PackedCollator(flatten=True)(rows)
     assert flat["input_ids"].tolist() == [[5, 6, 1, 7, 8, 9, 1, 4]]
     assert flat["cu_seq_lens_q"].tolist() == [0, 3, 4, 7, 8]  # row starts are boundaries even mid-document

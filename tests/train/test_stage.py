@@ -33,7 +33,7 @@ def test_stage_trains_the_base_and_records_the_run(tmp_path: Path, tiny_llama: P
     metrics = manifest["metrics"]
     assert metrics["tokens_seen"] == 4 * 4 * 64 and metrics["steps"] == 4 and metrics["tokens_per_second"] > 0
     assert [p["step"] for p in metrics["loss_curve"]] == [1, 2, 3, 4]
-    assert metrics["data_token_share"] == MIX["achieved_token_share"]
+    assert metrics["data_token_share"] == MIX["achieved_token_share"] and metrics["packing_efficiency"] == 1.0
     assert metrics["summary"]["tokens seen"] == 1024 and manifest["wall_seconds"] > 0
     assert manifest["config"]["cpt"]["mode"] == "embeddings"
     assert not (run / ".work" / "cpt").exists()  # checkpoints go once the stage is committed

@@ -4,7 +4,8 @@
                              out=Path("out"), work=Path("scratch")))
 
 Input: the data layer's packed dataset — a `datasets.save_to_disk` folder with `input_ids` and
-`position_ids`, every row exactly the context length, position ids restarting at 0 at each document.
+`position_ids`, every row exactly the context length, position ids restarting at 0 at each document (and at
+each row start), and `labels` (−100 on padding) when the packing pads; other columns are ignored.
 Output (written by rank 0): `out/model/` (an HF folder in the input model's dtype, with tokenizer, chat
 template and generation config; LoRA merged), `out/tensorboard/`, optionally `out/checkpoint/`.
 Checkpoints go to `work/checkpoints/`, keyed by everything that decides the weights, so running the same
@@ -62,7 +63,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("langadapt.cpt")
 
-PACKED_COLUMNS = ("input_ids", "position_ids")
+PACKED_COLUMNS = ("input_ids", "position_ids")  # required
+LABELS = "labels"  # optional: input_ids with -100 on padding (the pack stage's best_fit strategy)
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")
 # Settings that change how a run is watched or launched, not the weights it produces.
 _NOT_IN_KEY = ("logging_steps", "report_to", "keep_checkpoint", "dataloader_workers", "launch")
@@ -108,13 +110,14 @@ def load_packed(path: Path, *, vocab_size: int, max_positions: int | None = None
         )
     if len(dataset) == 0:
         raise LangadaptError(f"packed dataset '{path}' has no rows — check the pack stage's sources")
+    columns = [*PACKED_COLUMNS, *([LABELS] if LABELS in dataset.column_names else [])]
     table = dataset.data
-    lengths = {c: pc.min_max(pc.list_value_length(table.column(c))).as_py() for c in PACKED_COLUMNS}
+    lengths = {c: pc.min_max(pc.list_value_length(table.column(c))).as_py() for c in columns}
     context = lengths["input_ids"]["max"]
     if any(v["min"] != context or v["max"] != context for v in lengths.values()):
         raise LangadaptError(
-            f"packed dataset '{path}' has rows of different lengths ({lengths}) — every row of input_ids and "
-            "position_ids must be exactly the context length; re-run the pack stage"
+            f"packed dataset '{path}' has rows of different lengths ({lengths}) — every row of "
+            f"{', '.join(columns)} must be exactly the context length; re-run the pack stage"
         )
     ids = pc.min_max(pc.list_flatten(table.column("input_ids"))).as_py()
     if ids["min"] < 0 or ids["max"] >= vocab_size:
@@ -128,7 +131,7 @@ def load_packed(path: Path, *, vocab_size: int, max_positions: int | None = None
             f"packed dataset '{path}' has position ids {positions['min']}..{positions['max']} but the model handles "
             f"positions < {max_positions} — pack with a shorter context length"
         )
-    dataset = dataset.select_columns(list(PACKED_COLUMNS)).with_format("torch")
+    dataset = dataset.select_columns(columns).with_format("torch")
     return PackedData(dataset=dataset, context_length=context)
 
 
@@ -141,9 +144,10 @@ class PackedCollator:
     def __call__(self, rows: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
         input_ids = torch.stack([torch.as_tensor(r["input_ids"]) for r in rows]).long()
         position_ids = torch.stack([torch.as_tensor(r["position_ids"]) for r in rows]).long()
+        labels = torch.stack([torch.as_tensor(r[LABELS]) for r in rows]).long() if LABELS in rows[0] else input_ids
         starts = position_ids == 0
         if not self.flatten:
-            return {"input_ids": input_ids, "position_ids": position_ids, "labels": input_ids.masked_fill(starts, -100)}
+            return {"input_ids": input_ids, "position_ids": position_ids, "labels": labels.masked_fill(starts, -100)}
         starts[:, 0] = True  # a row's first token never sees the previous row
         boundaries = torch.nonzero(starts.reshape(-1)).flatten()
         cu_seq_lens = torch.cat([boundaries, torch.tensor([input_ids.numel()])]).to(torch.int32)
@@ -151,7 +155,7 @@ class PackedCollator:
         return {
             "input_ids": input_ids.reshape(1, -1),
             "position_ids": position_ids.reshape(1, -1),
-            "labels": input_ids.masked_fill(starts, -100).reshape(1, -1),
+            "labels": labels.masked_fill(starts, -100).reshape(1, -1),
             "cu_seq_lens_q": cu_seq_lens,
             "cu_seq_lens_k": cu_seq_lens,
             "max_length_q": longest,

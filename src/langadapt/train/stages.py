@@ -78,11 +78,16 @@ def cpt_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
 
 
 def _data_mix(pack_dir: Path) -> dict[str, Any]:
-    """The replay mixture the pack stage achieved (token shares per source), recorded beside the curve."""
+    """The replay mixture the pack stage achieved (token shares per source) and its packing efficiency
+    (real tokens / block tokens: `tokens_seen` counts block tokens), recorded beside the loss curve."""
     manifest = pack_dir / "manifest.json"
-    mix = read_json(manifest).get("metrics", {}).get("mix", {}) if manifest.exists() else {}
-    shares = mix.get("achieved_token_share") if isinstance(mix, dict) else None
-    return {"data_token_share": shares} if shares else {}
+    metrics = read_json(manifest).get("metrics", {}) if manifest.exists() else {}
+    mix = metrics.get("mix")
+    found = {
+        "data_token_share": mix.get("achieved_token_share") if isinstance(mix, dict) else None,
+        "packing_efficiency": metrics.get("packing_efficiency"),
+    }
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def launch_processes(cfg: RunConfig, job: Any) -> dict[str, Any]:
