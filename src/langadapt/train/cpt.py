@@ -67,7 +67,9 @@ PACKED_COLUMNS = ("input_ids", "position_ids")  # required
 LABELS = "labels"  # optional: input_ids with -100 on padding (the pack stage's best_fit strategy)
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")
 # Settings that change how a run is watched or launched, not the weights it produces.
-_NOT_IN_KEY = ("logging_steps", "report_to", "keep_checkpoint", "dataloader_workers", "launch")
+_NOT_IN_KEY = (
+    "logging_steps", "report_to", "keep_checkpoint", "dataloader_workers", "launch", "save_steps", "save_total_limit",
+)
 
 
 # --------------------------------------------------------------------------------------------------------
