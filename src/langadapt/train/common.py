@@ -8,7 +8,8 @@ checkpoint + RNG + data-order resume) stays the Trainer's. This module adds what
 - `train_only_embeddings`, `add_lora`, `embedding_parameters`: the trainable-parameter modes, with tied input
   embeddings / LM head handled as the one matrix they are.
 - `schedule_arguments`: warm-up + cosine, warm-up-stable-decay (WSD), constant with (re-)warm-up.
-- `LangadaptTrainer`: a separate learning rate for embeddings + head, and a stop on the first NaN/inf loss.
+- `TrainerExtras` (mixin) / `LangadaptTrainer`: a separate learning rate for embeddings + head, a stop on
+  the first NaN/inf loss, checkpoints of only the trained tensors in embeddings-only runs.
 - `CheckpointPolicy`, `last_complete_checkpoint`: a checkpoint counts only once every rank finished writing it
   (the Trainer writes in place, so `kill -9` mid-save leaves a half folder that must never be resumed from).
 - `ThroughputProgress`: progress bar and log lines with tokens/s and ETA.
@@ -226,8 +227,9 @@ class NonFiniteLoss(Exception):
         self.value = value
 
 
-class LangadaptTrainer(Trainer):
-    """transformers' Trainer plus `embedding_lr` and a stop on the first non-finite loss.
+class TrainerExtras:
+    """What langadapt adds to a transformers Trainer: `embedding_lr`, a stop on the first non-finite loss,
+    and trainable-only checkpoints. A mixin, so TRL's trainers take it too: `class X(TrainerExtras, SFTTrainer)`.
 
     The stock Trainer silently replaces a NaN loss in its logs (`logging_nan_inf_filter`) and keeps stepping,
     so a diverged run writes NaN checkpoints; here the step that produced it raises before the optimizer moves.
@@ -269,6 +271,10 @@ class LangadaptTrainer(Trainer):
         if not bool(torch.isfinite(loss).all()):
             raise NonFiniteLoss(self.state.global_step + 1, float(loss))
         return loss
+
+
+class LangadaptTrainer(TrainerExtras, Trainer):
+    """transformers' Trainer with langadapt's extras (see `TrainerExtras`)."""
 
 
 def split_embedding_groups(optimizer: torch.optim.Optimizer, embeddings: list[torch.nn.Parameter], lr: float) -> None:
