@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shutil
@@ -32,10 +33,11 @@ def _preflight(cfg: RunConfig) -> None:
         )
     from transformers.training_args import OptimizerNames
 
-    known = sorted(name.value for name in OptimizerNames)
+    known = [name.value for name in OptimizerNames]
     if cfg.cpt.optimizer not in known:
-        raise LangadaptError(f"cpt.optimizer '{cfg.cpt.optimizer}' is not a transformers optimizer — e.g. adamw_torch, "
-                             f"adamw_torch_fused, adamw_bnb_8bit (all: {', '.join(known)})")
+        close = difflib.get_close_matches(cfg.cpt.optimizer, known, n=3)
+        hint = f"did you mean {' or '.join(close)}?" if close else "e.g. adamw_torch_fused, adamw_torch, adamw_8bit"
+        raise LangadaptError(f"cpt.optimizer '{cfg.cpt.optimizer}' is not a transformers optimizer — {hint}")
     config_file = cfg.cpt.launch.config_file
     if config_file is not None and not Path(config_file).is_file():
         raise LangadaptError(f"cpt.launch.config_file '{config_file}' does not exist — see configs/accelerate/")
