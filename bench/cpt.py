@@ -92,7 +92,7 @@ class StepTimer(TrainerCallback):
 
 
 def tiny_but_not_trivial(folder: Path) -> Path:
-    """A random Llama (hidden 256, 4 layers, SmolLM2's 49k vocabulary, tied) — about 17M parameters."""
+    """A random Llama (hidden 256, 4 layers, SmolLM2's 49k vocabulary, tied): 16.5M parameters."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
