@@ -200,13 +200,7 @@ class RunStore:
         It is tied to `key` (the stage's config and input fingerprint): when the key changes, whatever
         was there belongs to a different computation and is wiped.
         """
-        work = self.root / WORK / stage
-        key_file = work / "KEY"
-        if work.exists() and (not key_file.exists() or key_file.read_text().strip() != key):
-            shutil.rmtree(work)
-        work.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(key + "\n")
-        return work
+        return keyed_dir(self.root / WORK / stage, key)
 
     # ----------------------------------------------------------------------------------------------------
     # Run-level records.
@@ -233,6 +227,20 @@ class RunStore:
     def run_config(self) -> dict[str, Any] | None:
         path = self.root / RUN_CONFIG
         return read_json(path) if path.exists() else None
+
+
+def keyed_dir(path: str | Path, key: str) -> Path:
+    """A folder whose content belongs to the computation named `key`; wiped when `key` changes.
+
+    Used for resumable scratch (checkpoints): a re-run with the same key finds what the last attempt left.
+    """
+    path = Path(path)
+    key_file = path / "KEY"
+    if path.exists() and (not key_file.exists() or key_file.read_text().strip() != key):
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key + "\n")
+    return path
 
 
 def fingerprint_path(path: str | Path) -> str:

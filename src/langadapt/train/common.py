@@ -1,0 +1,476 @@
+"""Training pieces shared by the CPT, SFT and DPO stages, built on transformers' `Trainer`.
+
+What the Trainer does well (loops, accumulation, mixed precision, DDP / DeepSpeed / FSDP through accelerate,
+checkpoint + RNG + data-order resume) stays the Trainer's. This module adds what it lacks:
+
+- `load_model_for_training`, `precision_flags`, `device_flags`: fp32 master weights, bf16 autocast where the
+  hardware has it, gloo for multi-process CPU runs.
+- `train_only_embeddings`, `add_lora`, `embedding_parameters`: the trainable-parameter modes, with tied input
+  embeddings / LM head handled as the one matrix they are.
+- `schedule_arguments`: warm-up + cosine, warm-up-stable-decay (WSD), constant with (re-)warm-up.
+- `TrainerExtras` (mixin) / `LangadaptTrainer`: a separate learning rate for embeddings + head, a stop on
+  the first NaN/inf loss, checkpoints of only the trained tensors in embeddings-only runs.
+- `CheckpointPolicy`, `last_complete_checkpoint`: a checkpoint counts only once every rank finished writing it
+  (the Trainer writes in place, so `kill -9` mid-save leaves a half folder that must never be resumed from).
+- `ThroughputProgress`: progress bar and log lines with tokens/s and ETA.
+- `friendly_training_errors`: NaN/inf and out-of-memory become one-line errors naming the knobs to turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import ProgressCallback, Trainer, TrainerCallback
+
+from langadapt.errors import LangadaptError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from langadapt.train.config import LoraSettings
+
+log = logging.getLogger("langadapt.train")
+
+COMPLETE_MARKER = "LANGADAPT_COMPLETE"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Devices, precision, model loading.
+# --------------------------------------------------------------------------------------------------------
+
+
+def has_accelerator() -> bool:
+    return torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """TrainingArguments' bf16/fp16 flags for a config's `precision` ("auto": bf16 where the GPU has it)."""
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise LangadaptError("precision fp16 needs a CUDA GPU — use precision: bf16 or fp32 here")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def device_flags(world_size: int) -> dict[str, Any]:
+    """TrainingArguments' device flags: CPU when there is no accelerator, gloo for multi-process CPU runs."""
+    use_cpu = not has_accelerator()
+    flags: dict[str, Any] = {"use_cpu": use_cpu}
+    if use_cpu and world_size > 1:
+        flags["ddp_backend"] = "gloo"
+    return flags
+
+
+def load_model_for_training(
+    ref: str | Path, *, attention: str = "auto", trust_remote_code: bool = False
+) -> PreTrainedModel:
+    """Load a causal LM with fp32 master weights (mixed precision autocasts around them)."""
+    from langadapt.models import load_model
+
+    kwargs = {} if attention == "auto" else {"attn_implementation": attention}
+    try:
+        model = load_model(ref, dtype="float32", trust_remote_code=trust_remote_code, **kwargs)
+    except (ImportError, ValueError) as exc:
+        if attention == "auto":
+            raise
+        reason = str(exc).strip().splitlines()[0][:200]
+        raise LangadaptError(
+            f"attention '{attention}' cannot be used here ({reason}) — install its kernels or set attention: sdpa"
+        ) from None
+    # A KV cache is useless in training, and its presence also turns off transformers' per-document masking
+    # of packed rows (masking_utils only looks at position_ids when there is no cache).
+    model.config.use_cache = False
+    return model
+
+
+# --------------------------------------------------------------------------------------------------------
+# What trains: embeddings only, LoRA, or everything.
+# --------------------------------------------------------------------------------------------------------
+
+
+def embeddings_are_tied(model: PreTrainedModel) -> bool:
+    head = model.get_output_embeddings()
+    return head is not None and head.weight is model.get_input_embeddings().weight
+
+
+def embedding_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The trainable parameters of the input embeddings and the LM head — one tensor when they are tied.
+
+    Works on PEFT models too, where the trainable tensors are the `modules_to_save` copies.
+    """
+    found: dict[int, torch.nn.Parameter] = {}
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        if module is not None:
+            for param in module.parameters():
+                if param.requires_grad:
+                    found[id(param)] = param
+    return list(found.values())
+
+
+def train_only_embeddings(model: PreTrainedModel) -> None:
+    """Freeze everything but the input embeddings and the LM head (the LEP CPT recipe)."""
+    head = model.get_output_embeddings()
+    if head is None:
+        raise LangadaptError(f"{type(model).__name__} has no LM head to train — use mode: full or lora")
+    model.requires_grad_(False)
+    model.get_input_embeddings().requires_grad_(True)
+    head.requires_grad_(True)  # the same tensor as the input embeddings when tied: trained once, stays tied
+
+
+def add_lora(model: PreTrainedModel, settings: LoraSettings) -> torch.nn.Module:
+    """Wrap `model` with LoRA adapters; embeddings and head train in full when `settings.train_embeddings`.
+
+    Tied models keep one shared trainable matrix (`ensure_weight_tying`), so new tokens learn once and the
+    merged model stays tied — the failure LLaMA-Factory users hit with two diverging copies.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    modules_to_save = None
+    if settings.train_embeddings:
+        head = model.get_output_embeddings()
+        if head is None:
+            raise LangadaptError(f"{type(model).__name__} has no LM head — set cpt.lora.train_embeddings: false")
+        modules_to_save = sorted({_module_name(model, model.get_input_embeddings()), _module_name(model, head)})
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        modules_to_save=modules_to_save,
+        ensure_weight_tying=embeddings_are_tied(model) and modules_to_save is not None,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        reason = str(exc).strip().splitlines()[0][:200]
+        raise LangadaptError(
+            f"lora.target_modules {settings.target_modules!r} do not fit {type(model).__name__} ({reason}) — "
+            "name its linear layers (e.g. q_proj, v_proj) or use all-linear"
+        ) from None
+
+
+def _module_name(model: torch.nn.Module, module: torch.nn.Module) -> str:
+    for name, candidate in model.named_modules():
+        if candidate is module:
+            return name.rsplit(".", 1)[-1]
+    raise LangadaptError(f"cannot find {type(module).__name__} inside {type(model).__name__}")
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable and total parameters, counting shared (tied) tensors once."""
+    unique = {id(p): p for p in model.parameters()}.values()
+    return {
+        "trainable": sum(p.numel() for p in unique if p.requires_grad),
+        "total": sum(p.numel() for p in unique),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# Schedules and the Trainer.
+# --------------------------------------------------------------------------------------------------------
+
+
+def schedule_arguments(
+    schedule: str, *, warmup_steps: int, total_steps: int, decay_ratio: float = 0.1, min_lr_ratio: float = 0.0
+) -> dict[str, Any]:
+    """TrainingArguments fields for a schedule, all of them transformers' own schedulers.
+
+    - cosine: linear warm-up, then half a cosine down to `min_lr_ratio` × peak (the LEP / LT-Llama2 choice).
+    - wsd: warm-up, constant, then the last `decay_ratio` of the steps decay with 1−√ (Hägele et al. 2024
+      found it the best WSD cool-down); lets a run be extended without re-warming from a decayed LR.
+    - constant: warm-up, then constant — with a checkpoint as start this is "constant with re-warm".
+    """
+    if warmup_steps >= total_steps:
+        raise LangadaptError(
+            f"warmup_steps ({warmup_steps}) ≥ total steps ({total_steps}): the LR would never reach its peak — "
+            "lower cpt.warmup_steps or train longer"
+        )
+    args: dict[str, Any] = {"warmup_steps": warmup_steps}
+    if schedule == "cosine":
+        args.update(lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": min_lr_ratio})
+    elif schedule == "wsd":
+        decay_steps = max(1, round(decay_ratio * total_steps))
+        if warmup_steps + decay_steps > total_steps:
+            raise LangadaptError(
+                f"wsd: warmup_steps ({warmup_steps}) + decay steps ({decay_steps}) exceed the {total_steps} steps — "
+                "lower warmup_steps or decay_ratio"
+            )
+        args.update(
+            lr_scheduler_type="warmup_stable_decay",
+            lr_scheduler_kwargs={"num_decay_steps": decay_steps, "min_lr_ratio": min_lr_ratio, "decay_type": "1-sqrt"},
+        )
+    elif schedule == "constant":
+        args.update(lr_scheduler_type="constant_with_warmup", lr_scheduler_kwargs={})
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}")
+    return args
+
+
+class NonFiniteLoss(Exception):
+    """The loss of a step is NaN or infinite (raised before that step updates any weight)."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"loss {value} at step {step}")
+        self.step = step
+        self.value = value
+
+
+class TrainerExtras:
+    """What langadapt adds to a transformers Trainer: `embedding_lr`, a stop on the first non-finite loss,
+    and trainable-only checkpoints. A mixin, so TRL's trainers take it too: `class X(TrainerExtras, SFTTrainer)`.
+
+    The stock Trainer silently replaces a NaN loss in its logs (`logging_nan_inf_filter`) and keeps stepping,
+    so a diverged run writes NaN checkpoints; here the step that produced it raises before the optimizer moves.
+    """
+
+    def __init__(
+        self, *args: Any, embedding_lr: float | None = None, trainable_only_checkpoints: bool = False, **kwargs: Any
+    ):
+        super().__init__(*args, **kwargs)
+        self.embedding_lr = embedding_lr
+        # Embeddings-only runs never change the body: checkpoints then hold just the trained tensors (an 8B
+        # LEP checkpoint is ~1 GB of embeddings instead of 32 GB of fp32 weights) and resuming loads them
+        # over the same base model. Switch it off before saving the final model.
+        self.trainable_only_checkpoints = trainable_only_checkpoints
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        optimizer = super().create_optimizer(model)
+        if self.embedding_lr is not None:
+            split_embedding_groups(optimizer, embedding_parameters(self.model), self.embedding_lr)
+        return optimizer
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        if self.trainable_only_checkpoints and state_dict is None:  # None: a plain (not ZeRO-3/FSDP) save
+            trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
+            state_dict = {name: t for name, t in self.model.state_dict().items() if name in trainable}
+        super()._save(output_dir, state_dict=state_dict)
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        if not self.trainable_only_checkpoints:
+            super()._issue_warnings_after_load(load_result)
+            return
+        trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
+        missing = sorted(trainable & set(load_result.missing_keys))
+        if missing:
+            raise LangadaptError(f"the checkpoint lacks trained weights {missing[:3]} — delete the run's .work folder")
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not bool(torch.isfinite(loss).all()):
+            raise NonFiniteLoss(self.state.global_step + 1, float(loss))
+        return loss
+
+
+class LangadaptTrainer(TrainerExtras, Trainer):
+    """transformers' Trainer with langadapt's extras (see `TrainerExtras`)."""
+
+
+def split_embedding_groups(optimizer: torch.optim.Optimizer, embeddings: list[torch.nn.Parameter], lr: float) -> None:
+    """Move `embeddings` into their own param groups (same weight decay) with learning rate `lr`.
+
+    Done right after the Trainer built the optimizer (no state yet, scheduler not made), so the scheduler
+    scales both learning rates alike. Idempotent.
+    """
+    embedding_ids = {id(p) for p in embeddings}
+    groups = []
+    for group in optimizer.param_groups:
+        settings = {k: v for k, v in group.items() if k != "params"}
+        body = [p for p in group["params"] if id(p) not in embedding_ids]
+        embed = [p for p in group["params"] if id(p) in embedding_ids]
+        groups += [{**settings, "params": body}] if body else []
+        groups += [{**settings, "params": embed, "lr": lr}] if embed else []
+    optimizer.param_groups = []
+    for group in groups:
+        optimizer.add_param_group(group)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Checkpoints that resume exactly.
+# --------------------------------------------------------------------------------------------------------
+
+
+class CheckpointPolicy(TrainerCallback):
+    """Mark complete checkpoints, and always checkpoint the last step.
+
+    The marker is written after every rank has saved its part (a barrier), so a checkpoint folder without
+    it was cut short and is never resumed from.
+    """
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.global_step >= state.max_steps:
+            control.should_save = True
+        return control
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
+        return control
+
+
+def checkpoint_step(path: Path) -> int | None:
+    match = _CHECKPOINT.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint in `folder` that every rank finished writing."""
+    if not folder.is_dir():
+        return None
+    complete = [p for p in folder.iterdir() if checkpoint_step(p) is not None and (p / COMPLETE_MARKER).exists()]
+    return max(complete, key=checkpoint_step, default=None)  # type: ignore[arg-type]
+
+
+def remove_incomplete_checkpoints(folder: Path) -> list[str]:
+    """Delete checkpoint folders a crash cut short (no marker); returns their names."""
+    removed = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if checkpoint_step(path) is not None and not (path / COMPLETE_MARKER).exists():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------------------
+# Progress, curves and errors.
+# --------------------------------------------------------------------------------------------------------
+
+
+class ThroughputProgress(ProgressCallback):
+    """A progress bar (on a terminal) and a log line per logging step, with tokens/s and ETA."""
+
+    def __init__(self, tokens_per_step: int, logger: logging.Logger = log):
+        super().__init__()
+        self.tokens_per_step = tokens_per_step
+        self.logger = logger
+        self.started = 0.0
+        self.first_step = 0
+        self.seconds = 0.0
+        self.ended = False
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.training_bar = tqdm(
+                total=state.max_steps, initial=state.global_step, dynamic_ncols=True, unit="step",
+                disable=not sys.stderr.isatty(),
+            )
+        self.current_step = state.global_step
+        self.first_step = state.global_step
+        self.started = time.perf_counter()
+
+    def tokens_per_second(self, state: Any) -> float:
+        """Tokens per second of this session (a resumed run counts from where it resumed)."""
+        if not self.ended:
+            self.seconds = time.perf_counter() - self.started
+        steps = state.global_step - self.first_step
+        return steps * self.tokens_per_step / self.seconds if self.seconds > 0 else 0.0
+
+    def eta_seconds(self, state: Any) -> float:
+        steps = state.global_step - self.first_step
+        if steps <= 0:
+            return math.nan
+        return (state.max_steps - state.global_step) * (time.perf_counter() - self.started) / steps
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        super().on_step_end(args, state, control, **kwargs)
+        if state.is_world_process_zero and self.training_bar is not None:
+            self.training_bar.set_postfix_str(f"{self.tokens_per_second(state):,.0f} tok/s", refresh=False)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        self.logger.info(
+            "step %d/%d  loss %.4f  lr %.3g  %s tok/s  ETA %s",
+            state.global_step, state.max_steps, logs["loss"], logs.get("learning_rate", math.nan),
+            f"{self.tokens_per_second(state):,.0f}", format_seconds(self.eta_seconds(state)),
+        )
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.tokens_per_second(state)
+        self.ended = True  # `seconds` stays the training time
+        super().on_train_end(args, state, control, **kwargs)
+
+
+def format_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def loss_curve(log_history: list[dict[str, Any]], max_points: int = 500) -> list[dict[str, float]]:
+    """The logged training losses as [{step, loss, lr, grad_norm}], thinned evenly to at most `max_points`."""
+    points = [
+        {
+            "step": entry["step"],
+            "loss": round(float(entry["loss"]), 6),
+            "lr": float(entry.get("learning_rate", math.nan)),
+            "grad_norm": round(float(entry.get("grad_norm", math.nan)), 6),
+        }
+        for entry in log_history
+        if "loss" in entry and "step" in entry
+    ]
+    if len(points) > max_points:
+        stride = math.ceil(len(points) / max_points)
+        points = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
+    return points
+
+
+def oom_advice(*, batch_size: int, gradient_accumulation_steps: int, context_length: int, gradient_checkpointing: bool,
+               mode: str) -> str:
+    """The concrete knobs that lower memory, for the settings that ran out of it."""
+    knobs = []
+    if batch_size > 1:
+        half = batch_size // 2
+        knobs.append(
+            f"batch_size {half} with gradient_accumulation_steps "
+            f"{gradient_accumulation_steps * batch_size // half} (same global batch)"
+        )
+    if not gradient_checkpointing:
+        knobs.append("gradient_checkpointing: true")
+    if mode == "full":
+        knobs.append("mode: lora or embeddings (fewer trainable weights, much less optimizer state)")
+    knobs.append("several GPUs with launch.config_file configs/accelerate/deepspeed-zero3.yaml or fsdp.yaml")
+    return (
+        f"out of memory at batch_size {batch_size} × context {context_length} in mode {mode} — try "
+        + "; or ".join(knobs)
+    )
+
+
+@contextlib.contextmanager
+def friendly_training_errors(checkpoints: Path, *, oom_hint: str) -> Iterator[None]:
+    """Turn a diverged loss or an out-of-memory error into one line that says what to change."""
+    try:
+        yield
+    except NonFiniteLoss as exc:
+        last = last_complete_checkpoint(checkpoints)
+        kept = (f"the last good checkpoint is step {checkpoint_step(last)} in {last}" if last
+                else "no checkpoint had been written yet")
+        raise LangadaptError(
+            f"loss became {exc.value} at step {exc.step}, training stopped; {kept} — lower learning_rate "
+            "(and embedding_lr), raise warmup_steps, keep max_grad_norm > 0, or use bf16/fp32 instead of fp16"
+        ) from None
+    except torch.OutOfMemoryError:
+        raise LangadaptError(oom_hint) from None
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():
+            raise LangadaptError(oom_hint) from None
+        raise
