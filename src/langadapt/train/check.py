@@ -9,8 +9,8 @@ standalone model whose parts agree:
 
 - weights: safetensors only, no adapter files or adapter/`modules_to_save` keys left in, finite embeddings;
 - shapes: `config.vocab_size` = input-embedding rows = LM-head rows (the head may be absent when tied);
-- tokenizer: no id at or beyond the vocabulary size (padding rows beyond it are fine); special tokens map
-  to themselves; the tokenizer's EOS is an EOS id of `generation_config`;
+- tokenizer: no id at or beyond the vocabulary size (padding rows beyond it are fine); the tokenizer's EOS
+  is an EOS id of `generation_config`;
 - chat template (when present): renders a user/assistant exchange with tokens inside the vocabulary, and
   the token that ends the assistant turn is a single special token that `generation_config` stops on.
 """
@@ -237,15 +237,9 @@ def _check_tokenizer(tokenizer: Any, vocab_size: int, eos_ids: set[int], report:
     if length > vocab_size or highest >= vocab_size:
         report.error(f"the tokenizer has {length} tokens (highest id {highest}) but the model only {vocab_size} "
                      "embedding rows — the model and tokenizer come from different vocabularies; resize the model")
-    specials = {}
-    for name in ("bos_token", "eos_token", "pad_token", "unk_token"):
-        token = getattr(tokenizer, name, None)
-        if token is None:
-            continue
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        specials[name] = token_id
-        if token_id is None or (token_id == tokenizer.unk_token_id and name != "unk_token"):
-            report.error(f"the tokenizer's {name} {token!r} is not a token of its vocabulary — add it or unset it")
+    # transformers adds a special token the vocabulary lacks at load time, so the length check above covers it.
+    specials = {name: tokenizer.convert_tokens_to_ids(token) for name in ("bos_token", "eos_token", "pad_token", "unk_token")
+                if (token := getattr(tokenizer, name, None)) is not None}
     report.facts["special_token_ids"] = specials
     eos = specials.get("eos_token")
     if eos is not None and eos_ids and eos not in eos_ids:

@@ -453,7 +453,7 @@ def training_arguments(settings: TuningConfig, output_dir: Path, seed: int) -> d
         "save_strategy": "steps",
         "save_steps": settings.save_steps,
         "save_total_limit": 2,
-        "gradient_checkpointing": settings.gradient_checkpointing,
+        "activation_checkpointing": settings.gradient_checkpointing,  # TRL would default it to on
         "report_to": "none",
         "use_cpu": not torch.cuda.is_available(),
         "dataloader_num_workers": 0,
