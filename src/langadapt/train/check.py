@@ -3,7 +3,7 @@
 A vocabulary-adapted model breaks in ways that only show up later, in someone else's code: a LoRA adapter
 that will not load because the base was resized, `modules_to_save` weights vLLM refuses, a tokenizer longer
 than the embedding matrix, a chat model that never stops because its end-of-turn token is not an EOS id of
-the generation config (see docs/peers: LLaMA-Factory #2888 / #7997, unsloth #3365, axolotl #227). This module
+the generation config (peer toolkits: LLaMA-Factory #2888, #7997, unsloth #3365, axolotl #227). This module
 checks, from the files alone (safetensors headers, configs, tokenizer), that a folder is a complete,
 standalone model whose parts agree:
 
