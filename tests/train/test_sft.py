@@ -155,6 +155,46 @@ def test_full_fine_tuning_trains_every_weight(tmp_path, resized_untied, tiny_lla
     assert run.metrics["trainable_parameters"] == sum(t.numel() for t in before.values())
 
 
+def test_embedding_lr_applies_to_the_embedding_matrix_only(tmp_path, resized_tied, tiny_llama_tied) -> None:
+    from trl import SFTConfig, SFTTrainer
+
+    from langadapt.train.config import SftConfig as Settings
+    from langadapt.train.sft import (
+        TuningJob,
+        load_for_tuning,
+        make_trainer,
+        trainable_embedding_parameters,
+        training_arguments,
+    )
+
+    settings = Settings(copy_task={"count": 1}, learning_rate=1e-4, embedding_lr=1e-3, schedule="constant",
+                        max_steps=2, batch_size=2)
+    job = TuningJob(model=str(resized_tied), tokenizer=str(resized_tied), original_tokenizer=str(tiny_llama_tied),
+                    out=tmp_path / "out", work=tmp_path / "work")
+    prepared = load_for_tuning(job, settings)
+    dataset, _ = build_sft_dataset(prepared.tokenizer, greeting_conversations(4), 64)
+    trainer = make_trainer(SFTTrainer, settings.embedding_lr, model=prepared.model, train_dataset=dataset,
+                           args=SFTConfig(**training_arguments(settings, tmp_path / "ckpt", 0), max_length=None),
+                           processing_class=prepared.tokenizer)
+    trainer.train()
+    embedding = {id(p) for p in trainable_embedding_parameters(prepared.model)}
+    assert len(embedding) == 1  # tied: one shared matrix
+    rates = {(id(p) in embedding, group["lr"]) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert rates == {(True, 1e-3), (False, 1e-4)}
+
+
+def test_a_non_finite_loss_stops_training_before_the_step(tmp_path, tiny_llama) -> None:
+    folder = tmp_path / "broken"
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(folder)
+    with pytest.raises(LangadaptError, match="the training loss became nan at step 1 — lower learning_rate"):
+        train_sft(folder, folder, tmp_path / "out", max_steps=3)
+    assert not (tmp_path / "out" / "model").exists()
+
+
 def strip_chat_template(model_dir: Path, out: Path) -> Path:
     shutil.copytree(model_dir, out)
     for name in ("chat_template.jinja",):

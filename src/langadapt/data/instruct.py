@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import chain, groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,16 +103,16 @@ def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise LangadaptError(f"instruction file '{path}': unknown extension — use .jsonl, .json(.gz) or .parquet")
     opener = gzip.open if name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as handle:
-        text = handle.read()
-    if text.lstrip().startswith("["):  # one JSON list
-        rows = _parse_json(text, f"{path}")
-        if not isinstance(rows, list):
-            raise LangadaptError(f"instruction file '{path}' is not a list of records — write one JSON object per line")
-        yield from enumerate(rows, start=1)
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            yield number, _parse_json(line, f"{path}:{number}")
+        first = handle.readline()
+        if first.lstrip().startswith("["):  # one JSON list
+            rows = _parse_json(first + handle.read(), str(path))
+            if not isinstance(rows, list):
+                raise LangadaptError(f"instruction file '{path}' is not a list of records — write one JSON object per line")
+            yield from enumerate(rows, start=1)
+            return
+        for number, line in enumerate(chain([first], handle), start=1):  # JSON Lines, streamed
+            if line.strip():
+                yield number, _parse_json(line, f"{path}:{number}")
 
 
 def _parse_json(text: str, where: str) -> Any:
