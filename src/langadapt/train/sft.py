@@ -234,7 +234,7 @@ def build_sft_dataset(
         if fitted is None:
             counts["dropped_too_long"] += 1
             continue
-        if len(fitted[0]) < len(example.input_ids):
+        if example.answer_ends and len(fitted[0]) < example.answer_ends[-1]:  # an answer was cut away
             counts["shortened_to_last_fitting_answer"] += 1
         if all(label == IGNORE for label in fitted[1]):
             counts["dropped_no_answer_tokens"] += 1
