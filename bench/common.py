@@ -20,8 +20,13 @@ SRC = REPO / "src"
 if str(SRC) not in sys.path:  # run as `python bench/x.py` from a checkout without installing
     sys.path.insert(0, str(SRC))
 
-# The real data of the three target languages, beside the checkout (see its README).
-SHARED_DATA = Path(os.environ.get("LANGADAPT_SHARED_DATA", REPO.parent / "shared" / "data"))
+# The real data of the three target languages, in a `shared/data` folder beside the checkout (or beside
+# the folder holding a worktree); LANGADAPT_SHARED_DATA overrides.
+_CANDIDATES = [parent / "shared" / "data" for parent in REPO.parents]
+SHARED_DATA = Path(
+    os.environ.get("LANGADAPT_SHARED_DATA")
+    or next((c for c in _CANDIDATES if c.is_dir()), _CANDIDATES[0])
+)
 DEMO_DATA = REPO / "examples" / "data" / "eu"
 
 

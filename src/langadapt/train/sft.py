@@ -483,11 +483,12 @@ def last_checkpoint(folder: Path) -> str | None:
 
 
 def training_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The loss curve (step, loss) and its first and last values, from the Trainer's log history."""
-    curve = [(int(e["step"]), float(e["loss"])) for e in history if "loss" in e and math.isfinite(e["loss"])]
+    """The loss curve ({step, loss} points, as the report draws them) and its first and last values."""
+    curve = [{"step": int(e["step"]), "loss": float(e["loss"])} for e in history
+             if "loss" in e and math.isfinite(e["loss"])]
     summary: dict[str, Any] = {"loss_curve": curve}
     if curve:
-        summary.update(first_loss=curve[0][1], last_loss=curve[-1][1])
+        summary.update(first_loss=curve[0]["loss"], last_loss=curve[-1]["loss"])
     final = next((e for e in reversed(history) if "train_runtime" in e), {})
     summary.update(train_seconds=final.get("train_runtime"), train_loss=final.get("train_loss"))
     return summary

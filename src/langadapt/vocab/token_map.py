@@ -13,6 +13,12 @@ Format (JSON)::
       "old_ids": [0, 1, ..., -1, -1],       # one entry per new id: its old id, or -1 for a new token
       "decompositions": {"49152": [3, 17]}  # new id -> old-tokenizer ids of its surface string (new tokens)
     }
+
+Every new token (old id -1) has an entry in `decompositions`: the old ids of its surface form (`Ġ...`
+byte-level characters or `▁...` pieces) under the old tokenizer's raw model. An EMPTY list is the one
+explicit marker for "no old sub-token exists": e.g. a byte symbol the old byte-level vocabulary lacks
+(SmolLM2 has no token for bytes 0x04, 0xC0, 0xF5-0xFF, ...), or a lone `<0xNN>` byte of a multi-byte
+character. Initialise such rows from the mean of all old rows (`undecomposable_ids()` lists them).
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ class TokenMap:
     def new_ids(self) -> list[int]:
         """Ids of tokens that did not exist in the old tokenizer."""
         return [new for new, old in enumerate(self.old_ids) if old < 0]
+
+    def undecomposable_ids(self) -> list[int]:
+        """New tokens with no old sub-token (empty decomposition): initialise them from the mean old row."""
+        return [new for new in self.new_ids() if not self.decompositions.get(new)]
 
     def kept_ids(self) -> list[tuple[int, int]]:
         """(new id, old id) for every token carried over from the old tokenizer."""
