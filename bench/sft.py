@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import tempfile
 from pathlib import Path
@@ -75,6 +76,8 @@ def main() -> None:
     from langadapt.train.config import SftConfig
     from langadapt.train.sft import TuningJob, run_sft
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("langadapt").setLevel(logging.INFO)  # training progress
     if args.threads:
         torch.set_num_threads(args.threads)
     model_dir = resolve("builtin:smollm2-135m-instruct")
