@@ -95,12 +95,13 @@ def test_rows_that_cannot_train_are_dropped_and_counted(tmp_path, caplog) -> Non
         {"messages": [user("b"), assistant("  ")]},
         {"messages": [user("c"), assistant("bai"), user("d"), assistant("")]},
         {"messages": [user("e")]},
+        {"messages": [assistant("Kaixo!"), user("f"), assistant("g")]},
     ])
     with caplog.at_level(logging.WARNING, logger="langadapt"):
         conversations, report = load_conversations([path])
     assert conversations == [[user("a"), assistant("ondo")]]
-    assert report.to_dict()["dropped"] == {"empty_answer": 2, "no_answer": 1}
-    assert "dropped 2 of 4 instruction rows: empty answer" in caplog.text
+    assert report.to_dict()["dropped"] == {"empty_answer": 2, "no_answer": 1, "answer_before_question": 1}
+    assert "dropped 2 of 5 instruction rows: empty answer" in caplog.text
 
 
 def test_preference_pairs_in_plain_and_chat_form(tmp_path) -> None:

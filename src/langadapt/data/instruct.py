@@ -281,6 +281,8 @@ def conversation_problem(conversation: Conversation) -> str | None:
     answers = [m for m in conversation if m["role"] == "assistant"]
     if not answers:
         return "no_answer"
+    if next(m["role"] for m in conversation if m["role"] != "system") != "user":
+        return "answer_before_question"
     if any(not m["content"].strip() for m in answers):
         return "empty_answer"
     return None

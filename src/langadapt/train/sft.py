@@ -553,7 +553,7 @@ def row_snapshot(model: torch.nn.Module, ids: list[int], limit: int = 1024) -> d
 
 
 def rows_changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, float]:
-    """Share of the snapshot rows that moved, and their mean relative change (peers §2C: new rows must learn)."""
+    """Share of the snapshot rows that moved, and their mean relative change (rows that never move: a known LoRA-after-resize failure)."""
     result: dict[str, float] = {}
     if before["ids"].numel() == 0:
         return result
@@ -590,9 +590,7 @@ class TuningJob:
 class PreparedModel:
     model: torch.nn.Module
     tokenizer: PreTrainedTokenizerBase
-    train_embeddings: bool
-    new_tokens: list[int]
-    snapshot: dict[str, Any]
+    snapshot: dict[str, Any]  # new-token rows before training
     facts: dict[str, Any]
 
 
@@ -608,17 +606,17 @@ def load_for_tuning(job: TuningJob, settings: TuningConfig) -> PreparedModel:
         tokenizer.pad_token = tokenizer.eos_token
     original = load_tokenizer(job.original_tokenizer, trust_remote_code=job.trust_remote_code)
     new = new_token_ids(tokenizer, original)
-    train_embeddings = resolve_train_embeddings(settings, bool(new))
+    train_embeddings = settings.mode == "full" or resolve_train_embeddings(settings, bool(new))
     snapshot = row_snapshot(model, new)
-    wrapped = prepare_model(model, settings, train_embeddings=train_embeddings or settings.mode == "full")
+    wrapped = prepare_model(model, settings, train_embeddings=train_embeddings)
     trainable = {id(p): p.numel() for p in wrapped.parameters() if p.requires_grad}
     facts = {
-        "mode": settings.mode, "train_embeddings": train_embeddings or settings.mode == "full",
+        "mode": settings.mode, "train_embeddings": train_embeddings,
         "new_tokens": len(new), "chat_tokens_added": added, "trainable_parameters": sum(trainable.values()),
     }
     log.info("%s: %s, %d new tokens, train embeddings: %s, %d trainable parameters", job.model, settings.mode,
-             len(new), facts["train_embeddings"], facts["trainable_parameters"])
-    return PreparedModel(wrapped, tokenizer, facts["train_embeddings"], new, snapshot, facts)
+             len(new), train_embeddings, facts["trainable_parameters"])
+    return PreparedModel(wrapped, tokenizer, snapshot, facts)
 
 
 def run_sft(job: TuningJob, settings: SftConfig, conversations: list[Conversation]) -> dict[str, Any]:
@@ -627,9 +625,8 @@ def run_sft(job: TuningJob, settings: SftConfig, conversations: list[Conversatio
 
     prepared = load_for_tuning(job, settings)
     dataset, data_stats = build_sft_dataset(prepared.tokenizer, conversations, settings.max_length)
-    args = SFTConfig(**training_arguments(settings, job.work / "checkpoints", job.seed), max_length=None,
-                     dataset_num_proc=None, packing=False)
-
+    # max_length=None: build_sft_dataset already fitted every example, TRL must not truncate any further.
+    args = SFTConfig(**training_arguments(settings, job.work / "checkpoints", job.seed), max_length=None)
     trainer = make_trainer(SFTTrainer, settings.embedding_lr, model=prepared.model, args=args, train_dataset=dataset,
                            processing_class=prepared.tokenizer)
     trainer.train(resume_from_checkpoint=last_checkpoint(job.work / "checkpoints"))
