@@ -42,6 +42,7 @@ def sft(
     overrides: SetOption = None,
     data: DataOption = None,
     corpus: Annotated[Path | None, typer.Option("--corpus", help="Texts for the copy task (jsonl/txt/parquet).")] = None,
+    language: Annotated[str | None, typer.Option("--language", help="Target language (default: the config's).")] = None,
 ) -> None:
     """Instruction tuning / calibration of a model (LoRA or full), ending in a merged, checked model folder."""
     from langadapt.data.config import SourceConfig
@@ -54,7 +55,7 @@ def sft(
 
     def train(job: Any) -> dict[str, Any]:
         conversations, sources = gather_sft_data(
-            settings, language=run["language"], seed=job.seed, corpus_texts=corpus_texts,
+            settings, language=language or run["language"], seed=job.seed, corpus_texts=corpus_texts,
             original_model=run["instruct"] or model, trust_remote_code=job.trust_remote_code,
             data_dir=job.out / "data", cache_dir=job.work,
         )
@@ -138,7 +139,7 @@ def section_from(
         settings = schema.model_validate(values, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise LangadaptError(f"{section} settings: " + "; ".join(describe_errors(exc, schema))) from None
-    models = loaded.get("models") or {}
+    models = {key: _model_ref(value, base_dir) for key, value in (loaded.get("models") or {}).items()}
     run = {
         "seed": int(loaded.get("seed", 42)),
         "language": loaded.get("target_language", "en"),
@@ -147,6 +148,13 @@ def section_from(
         "trust_remote_code": bool(models.get("trust_remote_code", False)),
     }
     return settings, run
+
+
+def _model_ref(value: Any, base_dir: Path) -> Any:
+    """A config's model reference with a relative folder taken from the config's folder, as `langadapt run` does."""
+    if isinstance(value, str) and not value.startswith("builtin:") and (base_dir / value).exists():
+        return str((base_dir / value).resolve())
+    return value
 
 
 def _run_job(model: str, out: Path, run: dict[str, Any], train: Callable[[Any], dict[str, Any]], name: str) -> None:
