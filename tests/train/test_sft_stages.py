@@ -4,6 +4,7 @@ instruct model, instruction and preference files), and the `langadapt sft` / `dp
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,21 @@ def test_the_verbs_write_through_a_temporary_folder(tmp_path, tiny_llama) -> Non
                               "--data", str(preferences), "--set", "max_steps=1", "--set", "mode=full"])
     assert dpo.exit_code == 0, dpo.output
     assert check_model_folder(tmp_path / "dpo-out" / "model").ok
+
+    # A run config: its sft section, seed, language and models (relative to the config's folder) are used.
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"text": "Lehen esaldia luzea da hau. Bigarren esaldia ere luzea da."}])
+    config = tmp_path / "conf" / "run.yaml"
+    config.parent.mkdir()
+    shutil.copytree(tiny_llama, tmp_path / "conf" / "base")
+    config.write_text("seed: 3\ntarget_language: eu\nmodels: {base: base}\n"
+                      "sft: {copy_task: {count: 3}, max_steps: 1, batch_size: 2}\n")
+    copy_out = tmp_path / "copy-out"
+    result = runner.invoke(app, ["sft", "--model", str(tiny_llama), "--out", str(copy_out), "--config", str(config),
+                                 "--corpus", str(corpus)])
+    assert result.exit_code == 0, result.output
+    copies = [json.loads(line)["messages"] for line in (copy_out / "data" / "copy_task.jsonl").read_text().splitlines()]
+    assert len(copies) == 3 and all(c[0]["content"].endswith(c[1]["content"]) for c in copies)
+    assert all(c[0]["content"].startswith(("Kopiatu", "Errepikatu", "Idatzi berriro")) for c in copies)
 
     bad = runner.invoke(app, ["dpo", "--model", str(tiny_llama), "--out", str(tmp_path / "x"), "--data", str(alpaca),
                               "--set", "max_steps=1"])
