@@ -98,6 +98,25 @@ def test_validate_catches_bad_sections(tmp_path, basque_texts, tiny_llama, secti
         check(validate_config(data, base_dir=tmp_path))
 
 
+@pytest.mark.parametrize("sections, message", [
+    ({"sft": {"max_steps": 3}}, "no training data — set data"),
+    ({"sft": {"copy_task": {"instructions": ["Kopiatu"]}}}, "has no {text} placeholder"),
+    ({"sft": {"copy_task": {}, "mode": "full", "lora": {"r": 4}}}, "a lora section is set but mode is 'full'"),
+    ({"dpo": {"data": []}}, "'dpo.data' needs at least 1 item"),
+    ({"dpo": {"data": ["x.jsonl"], "loss_type": "hinge"}}, "dpo.loss_type"),
+    ({"sft": {"self_calibration": {"prompts": ["x.jsonl"], "judge": {"url": "u", "model": "m", "api_key_env": "sk-123"}}}},
+     "api_key_env"),
+])
+def test_config_errors_name_the_key(tmp_path, sections, message) -> None:
+    from langadapt.errors import ConfigError
+
+    data = {"name": "t", "output_dir": str(tmp_path / "run"), "target_language": "eu",
+            "models": {"base": "builtin:smollm2-135m-instruct"}, "data": {"sources": {"eu": {"path": "c.jsonl"}}},
+            **sections}
+    with pytest.raises(ConfigError, match=message):
+        validate_config(data, base_dir=tmp_path)
+
+
 def test_the_verbs_write_through_a_temporary_folder(tmp_path, tiny_llama) -> None:
     alpaca, preferences = instruction_files(tmp_path)
     runner = CliRunner()

@@ -49,7 +49,9 @@ class TuningConfig(Section):
         default=None,
         description="for a model without a chat template: 'chatml' or a .jinja file; ignored when it has one",
     )
-    max_length: int = Field(default=2048, ge=16, description="tokens per example; longer ones are dropped, counted")
+    max_length: int = Field(
+        default=2048, ge=16, description="tokens per example; longer ones lose whole trailing turns or are dropped"
+    )
     learning_rate: float = Field(default=1e-4, gt=0)
     embedding_lr: float | None = Field(
         default=None, gt=0, description="learning rate of the input embeddings and LM head; default learning_rate"
