@@ -245,3 +245,14 @@ def test_smollm2_calibration_ends_in_a_checked_standalone_model(tmp_path, smollm
     assert report.ok, report.errors
     assert report.facts["chat_end_token"] == "<|im_end|>" and not run.metrics["train_embeddings"]
     assert (run.out / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_a_file_with_no_usable_answer_is_an_error(tmp_path) -> None:
+    from langadapt.train.config import SftConfig
+    from langadapt.train.sft import gather_sft_data
+
+    path = tmp_path / "empty.jsonl"
+    path.write_text('{"instruction": "Esan zerbait", "output": " "}\n{"instruction": "Zer?", "output": ""}\n')
+    with pytest.raises(LangadaptError, match="no SFT example survived loading and filtering"):
+        gather_sft_data(SftConfig(data=[path]), language="eu", seed=0, corpus_texts=None, original_model="unused",
+                        trust_remote_code=False, data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
