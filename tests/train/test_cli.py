@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from langadapt.cli import app
 from langadapt.errors import LangadaptError
-from langadapt.train.cli import settings_from
+from langadapt.train.cli import section_from
+from langadapt.train.config import CptConfig
 
 
 def invoke(*args: str):
@@ -23,13 +24,13 @@ def test_settings_come_from_the_cpt_section_with_overrides(tmp_path: Path) -> No
         "seed: 9\nmodels: {base: x, trust_remote_code: true}\n"
         "cpt: {mode: lora, learning_rate: 2.0e-4, lora: {r: 8}, launch: {config_file: ds.yaml}}\n"
     )
-    settings, seed, trust = settings_from(config, ["max_steps=50", "lora.alpha=1", "schedule=wsd"])
+    settings, run = section_from(config, "cpt", CptConfig, ["max_steps=50", "lora.alpha=1", "schedule=wsd"])
     assert (settings.mode, settings.learning_rate, settings.max_steps, settings.schedule) == ("lora", 2e-4, 50, "wsd")
     assert (settings.lora.r, settings.lora.alpha) == (8, 1.0)
     assert settings.launch.config_file == tmp_path / "ds.yaml"  # relative to the config file
-    assert seed == 9 and trust is True
-    defaults, seed, trust = settings_from(None, [])
-    assert defaults.mode == "embeddings" and seed == 42 and trust is False
+    assert run["seed"] == 9 and run["trust_remote_code"] is True
+    defaults, run = section_from(None, "cpt", CptConfig, [])
+    assert defaults.mode == "embeddings" and run["seed"] == 42 and run["trust_remote_code"] is False
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,7 @@ def test_settings_come_from_the_cpt_section_with_overrides(tmp_path: Path) -> No
 )
 def test_bad_settings_are_one_line(overrides: list[str], needle: str) -> None:
     with pytest.raises(LangadaptError) as info:
-        settings_from(None, overrides)
+        section_from(None, "cpt", CptConfig, overrides)
     assert needle in str(info.value) and "\n" not in str(info.value)
 
 
@@ -54,6 +55,7 @@ def test_bad_input_writes_nothing(tmp_path: Path, tiny_llama: Path, packed_eu: P
     assert isinstance(result.exception, LangadaptError) and "does not exist" in str(result.exception)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     out.mkdir()
+    (out / "earlier.txt").write_text("keep me")
     result = invoke("--model", str(tiny_llama), "--data", str(packed_eu), "--out", str(out))
     assert "already exists" in str(result.exception)
 

@@ -1,11 +1,16 @@
-"""`langadapt cpt`: continued pre-training outside a run, and the entry point of multi-process training.
+"""Training verbs: `langadapt cpt`, `sft`, `dpo` (outside a run) and `langadapt check MODEL`.
 
     langadapt cpt --model runs/x/embed/model --data runs/x/pack/dataset --out runs/cpt-a --set max_steps=200
     torchrun --nproc_per_node 8 -m langadapt.cli cpt --model ... --data ... --out ... --config run.yaml
     accelerate launch --config_file configs/accelerate/deepspeed-zero2.yaml -m langadapt.cli cpt ...
+    langadapt sft --model runs/x/lep/model --config run.yaml --out runs/sft-a --set max_steps=200
+    langadapt dpo --model runs/sft-a/model --data prefs.jsonl --out runs/dpo-a
+    langadapt check runs/x/sft/model
 
-Every process trains; rank 0 writes `OUT/` (model/, tensorboard/, metrics.json) through a temporary folder
-beside it. Checkpoints live in `OUT.work/` (or `--work`); running the same command again resumes.
+`--config` is a run config (its `cpt:`/`sft:`/`dpo:` section, `seed`, `target_language` and `models` are used)
+or a YAML holding just the section. OUT receives model/ (merged, checked), adapter/ (LoRA) and metrics.json
+through a temporary folder beside it; checkpoints live in OUT.work (cpt: or `--work`), so running the same
+command again resumes. Under torchrun every cpt process trains and rank 0 writes OUT.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,9 +26,18 @@ import typer
 
 from langadapt.errors import LangadaptError
 
+ModelOption = Annotated[str, typer.Option("--model", help="Model folder or reference to train.")]
+OutOption = Annotated[Path, typer.Option("--out", help="Output folder; must not exist yet.")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="Run config, or a YAML with the section.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a key, e.g. --set max_steps=100.")]
+DataOption = Annotated[list[Path] | None, typer.Option("--data", help="Training file (repeatable; adds to data).")]
+
 
 def register(app: typer.Typer) -> None:
     app.command("cpt")(cpt)
+    app.command("sft")(sft)
+    app.command("dpo")(dpo)
+    app.command("check")(check)
 
 
 def cpt(
@@ -40,69 +55,169 @@ def cpt(
     work: Annotated[Path | None, typer.Option("--work", help="Checkpoint folder (default: OUT.work).")] = None,
 ) -> None:
     """Continued pre-training of a model on a packed dataset (full, embeddings-only or LoRA)."""
+    from langadapt.train.config import CptConfig
     from langadapt.train.cpt import CptJob, run_cpt
 
-    settings, seed, trust_remote_code = settings_from(config, overrides or [])
+    settings, run = section_from(config, "cpt", CptConfig, overrides or [])
     out = out.resolve()
-    if out.exists():
-        raise LangadaptError(f"--out '{out}' already exists — choose a new folder or delete it")
-    if not out.parent.is_dir():
-        raise LangadaptError(f"the folder of --out ('{out.parent}') does not exist — create it first")
-    rank_zero = int(os.environ.get("RANK", "0")) == 0
-    tmp = out.with_name(f".tmp-{out.name}")
-    if rank_zero:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-    job = CptJob(
-        settings=settings, model=model, data=data.resolve(), out=tmp,
-        work=(work or out.with_name(out.name + ".work")).resolve(), tokenizer=tokenizer, seed=seed,
-        trust_remote_code=trust_remote_code,
-    )
-    try:
-        metrics = run_cpt(job)
-    except BaseException:
-        if rank_zero:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if rank_zero:
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        os.replace(tmp, out)
-        shutil.rmtree(job.work, ignore_errors=True)
-        summary = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics["summary"].items())
-        typer.echo(f"cpt done: {out / 'model'}  {summary}")
+    work = (work or out.with_name(out.name + ".work")).resolve()
+
+    def train(tmp: Path) -> dict[str, Any]:
+        return run_cpt(CptJob(
+            settings=settings, model=model, data=data.resolve(), out=tmp, work=work, tokenizer=tokenizer,
+            seed=run["seed"], trust_remote_code=run["trust_remote_code"],
+        ))
+
+    _train_into(out, work, train, "cpt")
 
 
-def settings_from(config: Path | None, overrides: list[str]) -> tuple[Any, int, bool]:
-    """The cpt settings, seed and trust_remote_code from a config file (a run config or just a cpt mapping)."""
+def sft(
+    model: ModelOption,
+    out: OutOption,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    data: DataOption = None,
+    corpus: Annotated[Path | None, typer.Option("--corpus", help="Texts for the copy task (jsonl/txt/parquet).")] = None,
+    language: Annotated[str | None, typer.Option("--language", help="Target language (default: the config's).")] = None,
+) -> None:
+    """Instruction tuning / calibration of a model (LoRA or full), ending in a merged, checked model folder."""
+    from langadapt.data.config import SourceConfig
+    from langadapt.data.sources import iter_documents
+    from langadapt.train.config import SftConfig
+    from langadapt.train.sft import gather_sft_data, run_sft
+
+    settings, run = section_from(config, "sft", SftConfig, overrides or [], data or [])
+    corpus_texts = (lambda: iter_documents(SourceConfig(path=str(corpus.resolve())), "corpus")) if corpus else None
+
+    def train(job: Any) -> dict[str, Any]:
+        conversations, sources = gather_sft_data(
+            settings, language=language or run["language"], seed=job.seed, corpus_texts=corpus_texts,
+            original_model=run["instruct"] or model, trust_remote_code=job.trust_remote_code,
+            data_dir=job.out / "data", cache_dir=job.work,
+        )
+        return {"sources": sources, **run_sft(job, settings, conversations)}
+
+    _run_job(model, out, run, train, "sft")
+
+
+def dpo(model: ModelOption, out: OutOption, config: ConfigOption = None, overrides: SetOption = None,
+        data: DataOption = None) -> None:
+    """Preference alignment (DPO / IPO) of a model, ending in a merged, checked model folder."""
+    from langadapt.data.instruct import load_preferences
+    from langadapt.train.config import DpoConfig
+    from langadapt.train.dpo import run_dpo
+
+    settings, run = section_from(config, "dpo", DpoConfig, overrides or [], data or [])
+
+    def train(job: Any) -> dict[str, Any]:
+        pairs, report = load_preferences(settings.data)
+        return {"files": report.to_dict(), **run_dpo(job, settings, pairs)}
+
+    _run_job(model, out, run, train, "dpo")
+
+
+def check(
+    model: Annotated[str, typer.Argument(help="Model folder (or builtin:NAME / hub id).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    chat: Annotated[bool, typer.Option("--chat", help="Require a chat template.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow custom model code.")] = False,
+) -> None:
+    """Check that a model folder is complete and consistent (vocab sizes, special tokens, EOS, chat template)."""
+    from langadapt.models import resolve
+    from langadapt.train.check import check_model_folder
+
+    # A local folder is checked as it is (resolve would stop at its first problem); references are fetched.
+    folder = Path(model) if Path(model).exists() else resolve(model, trust_remote_code=trust_remote_code)
+    report = check_model_folder(folder, trust_remote_code=trust_remote_code, require_chat_template=chat)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for key, value in report.facts.items():
+            typer.echo(f"  {key}: {value}")
+        for message in report.errors:
+            typer.echo(f"✗ {message}", err=True)
+        typer.echo(f"ok: {model}" if report.ok else f"{len(report.errors)} problem(s) in {model}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def section_from(
+    config: Path | None, section: str, schema: type, overrides: list[str], data: list[Path] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The validated section (from a run config or a bare section file, with --set overrides and --data files)
+    and the run-level values the verbs use: seed, target language, models."""
     import yaml
     from pydantic import ValidationError
 
     from langadapt.config import describe_errors
-    from langadapt.train.config import CptConfig
 
-    data: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
     base_dir = Path.cwd()
     if config is not None:
         if not config.is_file():
-            raise LangadaptError(f"--config '{config}' is not a file — pass a run config or a YAML with a cpt: section")
+            raise LangadaptError(f"--config '{config}' is not a file — pass a run config or a YAML with a {section}: section")
         loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
-            raise LangadaptError(f"--config '{config}' must be a mapping with a cpt: section")
-        data, base_dir = loaded, config.resolve().parent
-    section = dict(data.get("cpt") or {})
+            raise LangadaptError(f"--config '{config}' must be a mapping with a {section}: section")
+        base_dir = config.resolve().parent
+    values = dict(loaded.get(section) or {})
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise LangadaptError(f"--set '{item}' is not KEY=VALUE — e.g. --set max_steps=100")
-        target = section
+        target = values
         *parents, leaf = key.split(".")
         for part in parents:
             target = target.setdefault(part, {})
         target[leaf] = yaml.safe_load(value)
+    if data:
+        values["data"] = [*values.get("data", []), *(str(p.resolve()) for p in data)]
     try:
-        settings = CptConfig.model_validate(section, context={"base_dir": base_dir})
+        settings = schema.model_validate(values, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise LangadaptError("cpt settings: " + "; ".join(describe_errors(exc, CptConfig))) from None
-    seed = int(data.get("seed", 42))
-    trust_remote_code = bool((data.get("models") or {}).get("trust_remote_code", False))
-    return settings, seed, trust_remote_code
+        raise LangadaptError(f"{section} settings: " + "; ".join(describe_errors(exc, schema))) from None
+    models = {key: _model_ref(value, base_dir) for key, value in (loaded.get("models") or {}).items()}
+    run = {
+        "seed": int(loaded.get("seed", 42)),
+        "language": loaded.get("target_language", "en"),
+        "instruct": models.get("instruct") or models.get("base"),
+        "original_tokenizer": models.get("tokenizer") or models.get("base"),
+        "trust_remote_code": bool(models.get("trust_remote_code", False)),
+    }
+    return settings, run
+
+
+def _model_ref(value: Any, base_dir: Path) -> Any:
+    """A config's model reference with a relative folder taken from the config's folder, as `langadapt run` does."""
+    if isinstance(value, str) and not value.startswith("builtin:") and (base_dir / value).exists():
+        return str((base_dir / value).resolve())
+    return value
+
+
+def _run_job(model: str, out: Path, run: dict[str, Any], train: Callable[[Any], dict[str, Any]], name: str) -> None:
+    """An sft/dpo job on `model` whose outputs go to OUT."""
+    from langadapt.train.sft import TuningJob
+
+    out = out.resolve()
+    work = out.with_name(out.name + ".work")
+    _train_into(out, work, lambda tmp: train(TuningJob(
+        model=model, tokenizer=model, original_tokenizer=run["original_tokenizer"] or model, out=tmp,
+        work=work, seed=run["seed"], trust_remote_code=run["trust_remote_code"],
+    )), name)
+
+
+def _train_into(out: Path, work: Path, train: Callable[[Path], dict[str, Any]], name: str) -> None:
+    """Train into a temporary folder beside OUT, renamed into place only when complete; the checkpoints in
+    `work` are kept on failure (a re-run resumes) and removed on success. Under torchrun every rank trains
+    and rank 0 writes."""
+    from langadapt.runstore import staged_output
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        train(out.with_name(f".tmp-{out.name}-rank{os.environ['RANK']}"))  # never written to
+        return
+    with staged_output(out) as tmp:
+        metrics = train(tmp)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    summary = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics["summary"].items())
+    typer.echo(f"{name} done: {out / 'model'}  {summary}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from langadapt.schema import InputPath, Section
 
@@ -96,10 +96,133 @@ class CptConfig(Section):
 # Instruction tuning and preference alignment.
 # ---------------------------------------------------------------------------------------------------------
 
+class TuningLora(Section):
+    """LoRA on the transformer body for SFT/DPO. The run always ends with the adapter merged into a full model."""
 
-class SftConfig(Section):
-    """Instruction tuning / calibration."""
+    r: int = Field(default=16, ge=1)
+    alpha: float = Field(default=32.0, gt=0)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default="all-linear", description="module names to adapt; 'all-linear' = attention + MLP, not the head"
+    )
+    layers: list[int] | None = Field(
+        default=None, description="only these transformer layers (negative counts from the end; LEP: [0, -1])"
+    )
+    train_embeddings: bool | Literal["auto"] = Field(
+        default="auto",
+        description="train input embeddings + LM head in full; auto = when the vocabulary differs from the "
+        "original model's (new tokens must learn)",
+    )
 
 
-class DpoConfig(Section):
-    """Preference alignment."""
+class TuningConfig(Section):
+    """Training settings shared by SFT and DPO."""
+
+    mode: Literal["lora", "full"] = "lora"
+    lora: TuningLora = Field(default_factory=TuningLora)
+    chat_template: str | None = Field(
+        default=None,
+        description="for a model without a chat template: 'chatml' or a .jinja file; ignored when it has one",
+    )
+    max_length: int = Field(
+        default=2048, ge=16, description="tokens per example; longer ones lose whole trailing turns or are dropped"
+    )
+    learning_rate: float = Field(default=1e-4, gt=0)
+    embedding_lr: float | None = Field(
+        default=None, gt=0, description="learning rate of the input embeddings and LM head; default learning_rate"
+    )
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(default=0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, ge=0, description="gradient clipping; 0 disables it")
+    batch_size: int = Field(default=8, ge=1, description="examples per device per micro-step")
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1, description="optimizer steps; overrides epochs")
+    precision: Precision = "auto"
+    gradient_checkpointing: bool = False
+    logging_steps: int = Field(default=10, ge=1)
+    save_steps: int = Field(default=500, ge=1, description="checkpoint (in the stage's work folder) every N steps")
+
+    @model_validator(mode="after")
+    def _lora_only_with_lora_mode(self) -> TuningConfig:
+        if self.mode == "full" and "lora" in self.model_fields_set:
+            raise ValueError("a lora section is set but mode is 'full' — set mode: lora or remove lora")
+        return self
+
+
+class CopyTaskSettings(Section):
+    """LEP calibration's copy task: target-language instructions to repeat a corpus text verbatim."""
+
+    count: int = Field(default=1000, ge=1, description="examples to generate")
+    sentence_share: float = Field(default=0.5, ge=0, le=1, description="share of single sentences; rest paragraphs")
+    source: str | None = Field(
+        default=None, description="data source to draw from; default: the first with language = target_language"
+    )
+    min_chars: int = Field(default=20, ge=1)
+    max_sentence_chars: int = Field(default=300, ge=1)
+    max_paragraph_chars: int = Field(default=2000, ge=1)
+    instructions: list[str] | None = Field(
+        default=None, min_length=1, description="instruction templates with {text}; default: built-in per language"
+    )
+
+    @field_validator("instructions")
+    @classmethod
+    def _has_placeholder(cls, value: list[str] | None) -> list[str] | None:
+        for template in value or []:
+            if "{text}" not in template:
+                raise ValueError(f"instruction {template[:40]!r} has no {{text}} placeholder — add it")
+        return value
+
+
+class JudgeSettings(Section):
+    """An OpenAI-compatible chat endpoint that scores answers 1-5; the key is read from an environment variable."""
+
+    url: str = Field(description="API base URL, e.g. https://api.openai.com/v1 (…/chat/completions is appended)")
+    model: str
+    api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    threshold: int = Field(default=4, ge=1, le=5, description="keep answers scoring at least this")
+    workers: int = Field(default=4, ge=1, description="requests in flight")
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    prompt: str | None = Field(
+        default=None, description="grading prompt with {language}, {question} and {answer}; default: built-in"
+    )
+
+
+class SelfCalibrationSettings(Section):
+    """LEP self-calibration: the original instruct model answers prompts greedily; filtered answers become SFT data."""
+
+    prompts: list[InputPath] = Field(min_length=1, description="files of prompts (any instruction format)")
+    count: int | None = Field(default=None, ge=1, description="use at most this many prompts")
+    max_new_tokens: int = Field(default=512, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    min_chars: int = Field(default=1, ge=0, description="drop answers shorter than this")
+    max_chars: int | None = Field(default=None, ge=1, description="drop answers longer than this")
+    drop_unfinished: bool = Field(default=True, description="drop answers cut off by max_new_tokens")
+    language_filter: bool = Field(default=True, description="keep only answers in target_language (lingua)")
+    min_language_confidence: float = Field(default=0.5, ge=0, le=1)
+    judge: JudgeSettings | None = None
+
+
+class SftConfig(TuningConfig):
+    """Instruction tuning / calibration: instruction files, the copy task and self-calibration, mixed."""
+
+    data: list[InputPath] = Field(default_factory=list, description="instruction files (formats auto-detected)")
+    copy_task: CopyTaskSettings | None = None
+    self_calibration: SelfCalibrationSettings | None = None
+
+    @model_validator(mode="after")
+    def _has_data(self) -> SftConfig:
+        if not self.data and self.copy_task is None and self.self_calibration is None:
+            raise ValueError("no training data — set data (instruction files), copy_task or self_calibration")
+        return self
+
+
+class DpoConfig(TuningConfig):
+    """Preference alignment (DPO / IPO) on preference files; LoRA uses the adapter-free model as reference."""
+
+    data: list[InputPath] = Field(min_length=1, description="preference files (prompt, chosen, rejected)")
+    beta: float = Field(default=0.1, gt=0, description="strength of the pull towards the reference model")
+    loss_type: Literal["sigmoid", "ipo"] = "sigmoid"
+    max_prompt_length: int | None = Field(default=None, ge=1, description="drop pairs whose prompt is longer")
+    learning_rate: float = Field(default=5e-6, gt=0)
