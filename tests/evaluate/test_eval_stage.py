@@ -16,7 +16,7 @@ from langadapt.errors import LangadaptError
 from langadapt.evaluate.bpc import bits_per_character
 from langadapt.pipeline import check, run_pipeline
 from langadapt.runstore import RunStore
-from tests.tiny import EU_DEV, REPO
+from tests.tiny import EU_DEV, EU_TRAIN, REPO
 from tests.tiny import texts as tiny_texts
 
 MC_TASK = REPO / "examples" / "data" / "eu" / "tasks" / "translation-mc.dev.jsonl"
@@ -27,7 +27,7 @@ def _config(tmp_path: Path, base: Path, **eval_section) -> dict:
         "name": "e", "output_dir": str(tmp_path / "run"), "target_language": "eu",
         "models": {"base": str(base)},
         "data": {
-            "sources": {"eu": {"path": str(EU_DEV), "text_field": "eu", "max_documents": 50}},
+            "sources": {"eu": {"path": str(EU_TRAIN), "text_field": "eu", "max_documents": 50}},
             "eval_sources": {
                 "eu_dev": {"path": str(EU_DEV), "text_field": "eu", "language": "eu"},
                 "en_dev": {"path": str(EU_DEV), "text_field": "en", "language": "en"},

@@ -43,7 +43,7 @@ def run_config(tmp_path: Path, basque_texts: list[str], instruct: Path, base: Pa
         "name": "t", "output_dir": str(tmp_path / "run"), "target_language": "eu", "seed": 7,
         "models": {"base": str(base), "instruct": str(instruct)},
         "data": {"sources": {"basque": {"path": str(corpus), "language": "eu"}}},
-        "sft": {"data": [str(alpaca)], "copy_task": {"count": 12}, **TRAINING,
+        "sft": {"data": [str(alpaca)], "copy_task": {"count": 12, "max_sentence_chars": 200, "max_paragraph_chars": 200}, **TRAINING,
                 "self_calibration": {"prompts": [str(alpaca)], "max_new_tokens": 24, "batch_size": 4}},
         "dpo": {"data": [str(preferences)], **TRAINING, "max_steps": 2},
         **sections,
