@@ -15,7 +15,7 @@ import pytest
 
 from langadapt import pipeline
 from langadapt.config import validate_config
-from langadapt.errors import LangadaptError, NotImplementedStage
+from langadapt.errors import LangadaptError
 from langadapt.pipeline import Stage, StageContext, run_pipeline
 from langadapt.runstore import RunStore
 from langadapt.status import run_status
@@ -148,10 +148,14 @@ def test_a_failing_stage_leaves_nothing_that_looks_complete(tmp_path: Path, reco
     assert [row["status"] for row in run_status(run)] == ["complete"] * 3
 
 
-def test_a_section_without_a_stage_says_which_issue_fills_it(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(pipeline, "registered_stages", lambda: {})
-    with pytest.raises(NotImplementedStage, match=r"'data' is set but its stage is not implemented yet \(issue: data layer\)"):
-        run_pipeline(make_config(tmp_path))
+def test_every_pipeline_stage_is_registered_with_its_config_section() -> None:
+    stages = pipeline.registered_stages()
+    assert set(stages) == set(pipeline.PIPELINE)
+    assert all(item.section == name for name, item in stages.items())
+    # Every upstream a stage reads comes earlier in the pipeline.
+    order = {name: index for index, name in enumerate(pipeline.PIPELINE)}
+    for name, item in stages.items():
+        assert all(order[upstream] < order[name] for upstream in (*item.needs, *item.after)), name
 
 
 def test_a_stage_whose_upstream_is_disabled_is_refused(tmp_path: Path, monkeypatch) -> None:

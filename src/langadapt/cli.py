@@ -1,8 +1,7 @@
 """The `langadapt` command line: verbs call the library, they hold no logic of their own.
 
 Run-level verbs live here (validate, run, status, demo, models). Stage verbs (`vocab train`, `embed init`,
-`eval`, ...) live in each stage package's `cli.py`, which exposes `register(app)`; a verb whose package
-does not register it yet answers "not implemented yet (issue: ...)" and exits non-zero.
+`eval`, ...) live in each stage package's `cli.py`, which exposes `register(app)`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from langadapt.errors import LangadaptError, NotImplementedStage
+from langadapt.errors import LangadaptError
 
 app = typer.Typer(
     name="langadapt",
@@ -34,20 +33,8 @@ app.add_typer(models_app, name="models")
 stdout = Console()
 stderr = Console(stderr=True)
 
-# Stage packages whose `cli.py` registers verbs, and the issue that fills each verb until it exists.
+# Stage packages whose `cli.py` registers verbs.
 VERB_PACKAGES = ("data", "vocab", "embeddings", "lep", "train", "evaluate", "report")
-PENDING_VERBS = {
-    "data": "data layer",
-    "vocab": "vocabulary adaptation",
-    "embed": "embedding surgery and LEP",
-    "lep": "embedding surgery and LEP",
-    "cpt": "continued pre-training",
-    "sft": "instruction tuning and DPO",
-    "dpo": "instruction tuning and DPO",
-    "check": "instruction tuning and DPO",
-    "eval": "evaluation",
-    "report": "report",
-}
 
 
 @app.callback()
@@ -196,40 +183,18 @@ def models_list() -> None:
 
 
 # --------------------------------------------------------------------------------------------------------
-# Stage verbs: registered by the stage packages; stubs for the ones not built yet.
+# Stage verbs: registered by the stage packages.
 # --------------------------------------------------------------------------------------------------------
 
 
 def _register_stage_verbs() -> None:
     for package in VERB_PACKAGES:
-        module_name = f"langadapt.{package}.cli"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(app)
-    taken = registered_verbs()
-    for verb, issue in PENDING_VERBS.items():
-        if verb not in taken:
-            _add_pending_verb(verb, issue)
+        importlib.import_module(f"langadapt.{package}.cli").register(app)
 
 
 def registered_verbs() -> set[str]:
     commands = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands if c.callback}
     return commands | {g.name for g in app.registered_groups if g.name}
-
-
-def _add_pending_verb(verb: str, issue: str) -> None:
-    def pending(ctx: typer.Context) -> None:
-        raise NotImplementedStage(f"'langadapt {verb}' is not implemented yet (issue: {issue})")
-
-    app.command(
-        verb,
-        help=f"(not implemented yet — issue: {issue})",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    )(pending)
 
 
 _register_stage_verbs()

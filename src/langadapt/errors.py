@@ -14,8 +14,3 @@ class LangadaptError(Exception):
 class ConfigError(LangadaptError):
     """The run config is malformed: unknown key, wrong type, missing value, bad YAML."""
 
-
-class NotImplementedStage(LangadaptError):
-    """A verb or stage whose implementation belongs to an issue that has not landed yet."""
-
-    exit_code = 2

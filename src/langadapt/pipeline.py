@@ -29,25 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from langadapt.config import RunConfig
-from langadapt.errors import LangadaptError, NotImplementedStage
+from langadapt.errors import LangadaptError
 from langadapt.runstore import RunStore, Timer, fingerprint_path, library_versions, stable_hash
 
 # The one pipeline order. A stage runs when its config section is present.
 PIPELINE = ("data", "vocab", "pack", "embed", "cpt", "lep", "sft", "dpo", "eval", "report")
 
-# Which issue fills a stage that is not implemented yet (for the "not implemented" message).
-PENDING_ISSUES = {
-    "data": "data layer",
-    "vocab": "vocabulary adaptation",
-    "pack": "data layer",
-    "embed": "embedding surgery and LEP",
-    "cpt": "continued pre-training",
-    "lep": "embedding surgery and LEP",
-    "sft": "instruction tuning and DPO",
-    "dpo": "instruction tuning and DPO",
-    "eval": "evaluation",
-    "report": "report",
-}
 
 # Packages whose `stages` module registers stages when imported.
 STAGE_PACKAGES = ("data", "vocab", "embeddings", "train", "lep", "evaluate", "report")
@@ -119,18 +106,12 @@ def registered_stages() -> dict[str, Stage]:
 
 
 def plan(cfg: RunConfig) -> list[Stage]:
-    """The enabled stages of `cfg` in pipeline order; refuses sections whose stage does not exist yet."""
+    """The enabled stages of `cfg` in pipeline order."""
     stages = registered_stages()
     planned = []
     for name in PIPELINE:
-        if name in stages:
-            if stages[name].enabled(cfg):
-                planned.append(stages[name])
-        elif getattr(cfg, name, None) is not None:
-            raise NotImplementedStage(
-                f"config section '{name}' is set but its stage is not implemented yet "
-                f"(issue: {PENDING_ISSUES[name]}) — remove the section to run the other stages"
-            )
+        if name in stages and stages[name].enabled(cfg):
+            planned.append(stages[name])
     enabled = {s.name for s in planned}
     for item in planned:
         missing = [n for n in item.needs if n not in enabled]
