@@ -361,7 +361,7 @@ def run_cpt(job: CptJob, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[s
 
 def write_outputs(job: CptJob, final: Path, checkpoints: Path, *, base: Path, dtype: Any) -> None:
     """Rank 0: the exported model, the TensorBoard logs and (if asked) the last checkpoint into `job.out`."""
-    export_model(
+    export_from_folder(
         final, out=job.out / "model", base=base, tokenizer=job.tokenizer or job.model,
         lora=job.settings.mode == "lora", dtype=dtype, trust_remote_code=job.trust_remote_code,
     )
@@ -372,10 +372,12 @@ def write_outputs(job: CptJob, final: Path, checkpoints: Path, *, base: Path, dt
         shutil.move(str(last), str(job.out / "checkpoint"))
 
 
-def export_model(
+def export_from_folder(
     trained: Path, *, out: Path, base: Path, tokenizer: str, lora: bool, dtype: Any, trust_remote_code: bool
 ) -> Path:
-    """Write the final HF folder: LoRA merged, the input model's dtype, cache on, tokenizer + chat template."""
+    """Write the final HF folder from the weights the Trainer saved to `trained` (gathered from every rank;
+    reloaded after the trainer and its optimizer state are freed): LoRA merged onto `base`, the input
+    model's dtype, cache on, tokenizer + chat template. (SFT/DPO export from memory: `sft.export_in_memory`.)"""
     from langadapt.models import load_model, load_tokenizer, save_model_folder
 
     if lora:

@@ -11,7 +11,7 @@ The pieces, in the order a run uses them:
 - `prepare_model`: LoRA on the body; when the vocabulary differs from the original model's, the input
   embeddings and the LM head train in full (`modules_to_save`; one shared matrix when tied, so new tokens
   learn once and stay tied — the LLaMA-Factory #6446 failure).
-- `export_model`: the adapter is saved beside the model, merged, the generation config is made to stop on
+- `export_in_memory`: the adapter is saved beside the model, merged, the generation config is made to stop on
   the chat template's end token, the full model is saved, and `check.assert_model_folder` verifies it.
   What leaves a stage is always a standalone model folder, never "base + adapter + resize recipe".
 """
@@ -48,6 +48,7 @@ from langadapt.train.common import (
     device_flags,
     friendly_training_errors,
     last_complete_checkpoint,
+    loss_curve,
     oom_advice,
     precision_flags,
     remove_incomplete_checkpoints,
@@ -389,9 +390,8 @@ def training_arguments(settings: TuningConfig, output_dir: Path, seed: int) -> d
 
 
 def training_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The loss curve ({step, loss} points, as the report draws them) and its first and last values."""
-    curve = [{"step": int(e["step"]), "loss": float(e["loss"])} for e in history
-             if "loss" in e and math.isfinite(e["loss"])]
+    """The loss curve (as cpt records it, see `common.loss_curve`), its first and last losses, the run's time."""
+    curve = loss_curve(history)
     summary: dict[str, Any] = {"loss_curve": curve}
     if curve:
         summary.update(first_loss=curve[0]["loss"], last_loss=curve[-1]["loss"])
@@ -422,10 +422,11 @@ def align_generation_eos(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
     return ids
 
 
-def export_model(
+def export_in_memory(
     model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path, *, base: str, trust_remote_code: bool = False
 ) -> CheckReport:
-    """Write `out/model` (merged, standalone, checked) and, for a LoRA model, `out/adapter` beside it."""
+    """Write the trained model as it is in memory to `out/model` (merged, standalone, checked) and, for a LoRA
+    model, `out/adapter` beside it. (CPT reloads its saved weights instead: `cpt.export_from_folder`.)"""
     from peft import PeftModel
 
     from langadapt.models import save_model_folder
@@ -544,7 +545,7 @@ def finish(job: TuningJob, trainer: Any, prepared: PreparedModel, metrics: dict[
     curve = training_summary(trainer.state.log_history)
     model = trainer.model
     changed = rows_changed(prepared.snapshot, model)
-    report = export_model(model, prepared.tokenizer, job.out, base=job.model, trust_remote_code=job.trust_remote_code)
+    report = export_in_memory(model, prepared.tokenizer, job.out, base=job.model, trust_remote_code=job.trust_remote_code)
     summary = {"steps": trainer.state.global_step, "examples": metrics.get("data", {}).get("examples", 0)}
     if "last_loss" in curve:
         summary["last loss"] = round(curve["last_loss"], 4)
