@@ -11,6 +11,8 @@ The pieces, in the order a run uses them:
 - `prepare_model`: LoRA on the body; when the vocabulary differs from the original model's, the input
   embeddings and the LM head train in full (`modules_to_save`; one shared matrix when tied, so new tokens
   learn once and stay tied — the LLaMA-Factory #6446 failure).
+- `make_trainer`, `train_resuming`: TRL's trainers with `common.TrainerExtras` and `common.CheckpointPolicy`,
+  as CPT's; a re-run resumes from the last complete checkpoint; NaN/inf and OOM stop with one-line advice.
 - `export_in_memory`: the adapter is saved beside the model, merged, the generation config is made to stop on
   the chat template's end token, the full model is saved, and `check.assert_model_folder` verifies it.
   What leaves a stage is always a standalone model folder, never "base + adapter + resize recipe".
