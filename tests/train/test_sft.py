@@ -158,14 +158,9 @@ def test_full_fine_tuning_trains_every_weight(tmp_path, resized_untied, tiny_lla
 def test_embedding_lr_applies_to_the_embedding_matrix_only(tmp_path, resized_tied, tiny_llama_tied) -> None:
     from trl import SFTConfig, SFTTrainer
 
+    from langadapt.train.common import embedding_parameters
     from langadapt.train.config import SftConfig as Settings
-    from langadapt.train.sft import (
-        TuningJob,
-        load_for_tuning,
-        make_trainer,
-        trainable_embedding_parameters,
-        training_arguments,
-    )
+    from langadapt.train.sft import TuningJob, load_for_tuning, make_trainer, training_arguments
 
     settings = Settings(copy_task={"count": 1}, learning_rate=1e-4, embedding_lr=1e-3, schedule="constant",
                         max_steps=2, batch_size=2)
@@ -177,7 +172,7 @@ def test_embedding_lr_applies_to_the_embedding_matrix_only(tmp_path, resized_tie
                            args=SFTConfig(**training_arguments(settings, tmp_path / "ckpt", 0), max_length=None),
                            processing_class=prepared.tokenizer)
     trainer.train()
-    embedding = {id(p) for p in trainable_embedding_parameters(prepared.model)}
+    embedding = {id(p) for p in embedding_parameters(prepared.model)}
     assert len(embedding) == 1  # tied: one shared matrix
     rates = {(id(p) in embedding, group["lr"]) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert rates == {(True, 1e-3), (False, 1e-4)}
@@ -190,9 +185,32 @@ def test_a_non_finite_loss_stops_training_before_the_step(tmp_path, tiny_llama) 
         model.model.norm.weight.fill_(float("nan"))
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(folder)
-    with pytest.raises(LangadaptError, match="the training loss became nan at step 1 — lower learning_rate"):
+    with pytest.raises(LangadaptError, match="loss became nan at step 1, training stopped; no checkpoint had been "
+                                             "written yet — lower learning_rate"):
         train_sft(folder, folder, tmp_path / "out", max_steps=3)
     assert not (tmp_path / "out" / "model").exists()
+
+
+def test_a_rerun_resumes_from_the_last_complete_checkpoint_only(tmp_path, resized_tied, tiny_llama_tied) -> None:
+    from safetensors.torch import load_file
+
+    from langadapt.train.common import COMPLETE_MARKER
+
+    out = tmp_path / "run"
+    straight = train_sft(resized_tied, tiny_llama_tied, out, max_steps=4, save_steps=2, logging_steps=1)
+    shutil.move(out, tmp_path / "straight")
+    checkpoints = tmp_path / "run.work" / "checkpoints"
+    assert all((checkpoints / f"checkpoint-{step}" / COMPLETE_MARKER).exists() for step in (2, 4))
+    # What kill -9 in the middle of saving checkpoint 4 leaves: no marker, a half-written state.
+    (checkpoints / "checkpoint-4" / COMPLETE_MARKER).unlink()
+    (checkpoints / "checkpoint-4" / "trainer_state.json").write_text("{")
+
+    resumed = train_sft(resized_tied, tiny_llama_tied, out, max_steps=4, save_steps=2, logging_steps=1)
+    assert straight.metrics["resumed_from_step"] == 0 and resumed.metrics["resumed_from_step"] == 2
+    assert (checkpoints / "checkpoint-4" / COMPLETE_MARKER).exists()
+    assert resumed.metrics["loss_curve"] == straight.metrics["loss_curve"]
+    a, b = load_file(tmp_path / "straight" / "model" / "model.safetensors"), load_file(out / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def strip_chat_template(model_dir: Path, out: Path) -> Path:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from langadapt.errors import LangadaptError
 from langadapt.evaluate.generation import generate_greedy
 from langadapt.evaluate.langid import detect_languages
+from langadapt.evaluate.taskfile import read_task_records
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -38,27 +39,14 @@ class PromptItem:
 
 
 def read_prompt_file(path: str | Path, task: str = "generate") -> list[PromptItem]:
-    path = Path(path)
-    if not path.is_file():
-        raise LangadaptError(f"generate task '{task}': file '{path}' does not exist — check the path")
     items = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"generate task '{task}': {path.name} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise LangadaptError(f"{where} is not valid JSON — one JSON object per line") from None
-            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"].strip():
-                raise LangadaptError(f"{where} has no non-empty 'prompt' string — add one")
-            reference = record.get("reference")
-            if reference is not None and not isinstance(reference, str):
-                raise LangadaptError(f"{where}: 'reference' must be a string")
-            items.append(PromptItem(record["prompt"], reference))
-    if not items:
-        raise LangadaptError(f"generate task '{task}': '{path}' holds no prompts")
+    for where, record in read_task_records(path, f"generate task '{task}'", "prompts"):
+        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"].strip():
+            raise LangadaptError(f"{where} has no non-empty 'prompt' string — add one")
+        reference = record.get("reference")
+        if reference is not None and not isinstance(reference, str):
+            raise LangadaptError(f"{where}: 'reference' must be a string")
+        items.append(PromptItem(record["prompt"], reference))
     return items
 
 

@@ -19,7 +19,6 @@ only its last position's logits computed), and every choice continues from its c
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from langadapt.errors import LangadaptError
 from langadapt.evaluate.generation import require_chat_template
+from langadapt.evaluate.taskfile import read_task_records
 
 if TYPE_CHECKING:
     import torch
@@ -56,39 +56,26 @@ class McItem:
 
 def read_mc_file(path: str | Path, task: str = "mc") -> list[McItem]:
     """Read and validate a task file; every problem names the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise LangadaptError(f"mc task '{task}': file '{path}' does not exist — check the path")
     items = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"mc task '{task}': {path.name} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise LangadaptError(f"{where} is not valid JSON — one JSON object per line") from None
-            if not isinstance(record, dict):
-                raise LangadaptError(f"{where} is not a JSON object — expected question, choices, answer")
-            missing = [key for key in ("question", "choices", "answer") if key not in record]
-            if missing:
-                raise LangadaptError(f"{where} has no field(s) {', '.join(missing)} — add them (fields: "
-                                     f"{', '.join(sorted(record)) or 'none'})")
-            choices, answer = record["choices"], record["answer"]
-            if not isinstance(choices, list) or not choices:
-                raise LangadaptError(f"{where}: choices is empty — give at least two answer options")
-            if len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
-                raise LangadaptError(f"{where}: choices must be at least two non-empty strings")
-            if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
-                raise LangadaptError(f"{where}: answer {answer!r} is out of range for {len(choices)} choices — "
-                                     f"use a 0-based index 0..{len(choices) - 1}")
-            context = record.get("context")
-            if context is not None and not isinstance(context, str):
-                raise LangadaptError(f"{where}: context must be a string")
-            items.append(McItem(str(record["question"]), list(choices), answer, context or None))
-    if not items:
-        raise LangadaptError(f"mc task '{task}': '{path}' holds no items")
+    for where, record in read_task_records(path, f"mc task '{task}'", "items"):
+        if not isinstance(record, dict):
+            raise LangadaptError(f"{where} is not a JSON object — expected question, choices, answer")
+        missing = [key for key in ("question", "choices", "answer") if key not in record]
+        if missing:
+            raise LangadaptError(f"{where} has no field(s) {', '.join(missing)} — add them (fields: "
+                                 f"{', '.join(sorted(record)) or 'none'})")
+        choices, answer = record["choices"], record["answer"]
+        if not isinstance(choices, list) or not choices:
+            raise LangadaptError(f"{where}: choices is empty — give at least two answer options")
+        if len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
+            raise LangadaptError(f"{where}: choices must be at least two non-empty strings")
+        if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+            raise LangadaptError(f"{where}: answer {answer!r} is out of range for {len(choices)} choices — "
+                                 f"use a 0-based index 0..{len(choices) - 1}")
+        context = record.get("context")
+        if context is not None and not isinstance(context, str):
+            raise LangadaptError(f"{where}: context must be a string")
+        items.append(McItem(str(record["question"]), list(choices), answer, context or None))
     return items
 
 

@@ -8,12 +8,14 @@ checkpoint + RNG + data-order resume) stays the Trainer's. This module adds what
 - `train_only_embeddings`, `add_lora`, `embedding_parameters`: the trainable-parameter modes, with tied input
   embeddings / LM head handled as the one matrix they are.
 - `schedule_arguments`: warm-up + cosine, warm-up-stable-decay (WSD), constant with (re-)warm-up.
-- `TrainerExtras` (mixin) / `LangadaptTrainer`: a separate learning rate for embeddings + head, a stop on
-  the first NaN/inf loss, checkpoints of only the trained tensors in embeddings-only runs.
+- `TrainerExtras` (mixin; CPT's `LangadaptTrainer`, SFT's and DPO's TRL trainers): a separate learning rate
+  for embeddings + head, a stop on the first NaN/inf loss, checkpoints of only the trained tensors in
+  embeddings-only runs, no TRL telemetry.
 - `CheckpointPolicy`, `last_complete_checkpoint`: a checkpoint counts only once every rank finished writing it
   (the Trainer writes in place, so `kill -9` mid-save leaves a half folder that must never be resumed from).
 - `ThroughputProgress`: progress bar and log lines with tokens/s and ETA.
-- `friendly_training_errors`: NaN/inf and out-of-memory become one-line errors naming the knobs to turn.
+- `friendly_training_errors`, `oom_advice`: NaN/inf and out-of-memory become one-line errors naming the knobs
+  to turn.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from langadapt.errors import LangadaptError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from langadapt.train.config import LoraSettings
+    from langadapt.train.config import CptConfig, LoraSettings, TuningConfig, TuningLora
 
 log = logging.getLogger("langadapt.train")
 
@@ -128,27 +130,37 @@ def train_only_embeddings(model: PreTrainedModel) -> None:
     head.requires_grad_(True)  # the same tensor as the input embeddings when tied: trained once, stays tied
 
 
-def add_lora(model: PreTrainedModel, settings: LoraSettings) -> torch.nn.Module:
-    """Wrap `model` with LoRA adapters; embeddings and head train in full when `settings.train_embeddings`.
+def add_lora(
+    model: PreTrainedModel, settings: LoraSettings | TuningLora, *, train_embeddings: bool, layers: list[int] | None = None
+) -> torch.nn.Module:
+    """Wrap `model` with LoRA adapters (on `layers` only, when given; negative counts from the end); the
+    embeddings and head train in full when `train_embeddings`.
 
     Tied models keep one shared trainable matrix (`ensure_weight_tying`), so new tokens learn once and the
-    merged model stays tied — the failure LLaMA-Factory users hit with two diverging copies.
+    merged model stays tied — the failure LLaMA-Factory users hit with two diverging copies (#6446).
     """
     from peft import LoraConfig, get_peft_model
 
+    if layers is not None:
+        count = model.config.get_text_config().num_hidden_layers
+        bad = [layer for layer in layers if not -count <= layer < count]
+        if bad:
+            raise LangadaptError(f"lora.layers {bad} do not exist: the model has layers 0..{count - 1} (or -1..-{count})")
+        layers = sorted({layer % count for layer in layers})
     modules_to_save = None
-    if settings.train_embeddings:
+    if train_embeddings:
         head = model.get_output_embeddings()
         if head is None:
-            raise LangadaptError(f"{type(model).__name__} has no LM head — set cpt.lora.train_embeddings: false")
+            raise LangadaptError(f"{type(model).__name__} has no LM head — set lora.train_embeddings: false")
         modules_to_save = sorted({_module_name(model, model.get_input_embeddings()), _module_name(model, head)})
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
+        layers_to_transform=layers,
         modules_to_save=modules_to_save,
-        ensure_weight_tying=embeddings_are_tied(model) and modules_to_save is not None,
+        ensure_weight_tying=train_embeddings and embeddings_are_tied(model),
         task_type="CAUSAL_LM",
     )
     try:
@@ -156,8 +168,8 @@ def add_lora(model: PreTrainedModel, settings: LoraSettings) -> torch.nn.Module:
     except ValueError as exc:
         reason = str(exc).strip().splitlines()[0][:200]
         raise LangadaptError(
-            f"lora.target_modules {settings.target_modules!r} do not fit {type(model).__name__} ({reason}) — "
-            "name its linear layers (e.g. q_proj, v_proj) or use all-linear"
+            f"lora settings do not fit {type(model).__name__} ({reason}) — name its linear layers in "
+            "lora.target_modules (e.g. q_proj, v_proj) or use all-linear"
         ) from None
 
 
@@ -229,7 +241,8 @@ class NonFiniteLoss(Exception):
 
 class TrainerExtras:
     """What langadapt adds to a transformers Trainer: `embedding_lr`, a stop on the first non-finite loss,
-    and trainable-only checkpoints. A mixin, so TRL's trainers take it too: `class X(TrainerExtras, SFTTrainer)`.
+    trainable-only checkpoints, no usage telemetry. A mixin, so TRL's trainers take it too:
+    `class X(TrainerExtras, SFTTrainer)`.
 
     The stock Trainer silently replaces a NaN loss in its logs (`logging_nan_inf_filter`) and keeps stepping,
     so a diverged run writes NaN checkpoints; here the step that produced it raises before the optimizer moves.
@@ -271,6 +284,9 @@ class TrainerExtras:
         if not bool(torch.isfinite(loss).all()):
             raise NonFiniteLoss(self.state.global_step + 1, float(loss))
         return loss
+
+    def _send_telemetry(self) -> None:
+        """TRL's trainers ping the hub with usage data unless told otherwise; langadapt never phones home."""
 
 
 class LangadaptTrainer(TrainerExtras, Trainer):
@@ -343,6 +359,8 @@ def remove_incomplete_checkpoints(folder: Path) -> list[str]:
             if checkpoint_step(path) is not None and not (path / COMPLETE_MARKER).exists():
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path.name)
+    if removed:
+        log.warning("removed checkpoint(s) cut short by a crash: %s", ", ".join(sorted(removed)))
     return removed
 
 
@@ -352,9 +370,10 @@ def remove_incomplete_checkpoints(folder: Path) -> list[str]:
 
 
 class ThroughputProgress(ProgressCallback):
-    """A progress bar (on a terminal) and a log line per logging step, with tokens/s and ETA."""
+    """A progress bar (on a terminal) and a log line per logging step, with ETA and, when every step sees
+    the same number of tokens (`tokens_per_step`; None where examples vary in length), tokens/s."""
 
-    def __init__(self, tokens_per_step: int, logger: logging.Logger = log):
+    def __init__(self, tokens_per_step: int | None, logger: logging.Logger = log):
         super().__init__()
         self.tokens_per_step = tokens_per_step
         self.logger = logger
@@ -380,6 +399,8 @@ class ThroughputProgress(ProgressCallback):
         if not self.ended:
             self.seconds = time.perf_counter() - self.started
         steps = state.global_step - self.first_step
+        if self.tokens_per_step is None:
+            return math.nan
         return steps * self.tokens_per_step / self.seconds if self.seconds > 0 else 0.0
 
     def eta_seconds(self, state: Any) -> float:
@@ -390,16 +411,17 @@ class ThroughputProgress(ProgressCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         super().on_step_end(args, state, control, **kwargs)
-        if state.is_world_process_zero and self.training_bar is not None:
+        if self.tokens_per_step is not None and state.is_world_process_zero and self.training_bar is not None:
             self.training_bar.set_postfix_str(f"{self.tokens_per_second(state):,.0f} tok/s", refresh=False)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
+        throughput = f"  {self.tokens_per_second(state):,.0f} tok/s" if self.tokens_per_step is not None else ""
         self.logger.info(
-            "step %d/%d  loss %.4f  lr %.3g  %s tok/s  ETA %s",
-            state.global_step, state.max_steps, logs["loss"], logs.get("learning_rate", math.nan),
-            f"{self.tokens_per_second(state):,.0f}", format_seconds(self.eta_seconds(state)),
+            "step %d/%d  loss %.4f  lr %.3g%s  ETA %s",
+            state.global_step, state.max_steps, logs["loss"], logs.get("learning_rate", math.nan), throughput,
+            format_seconds(self.eta_seconds(state)),
         )
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -434,23 +456,28 @@ def loss_curve(log_history: list[dict[str, Any]], max_points: int = 500) -> list
     return points
 
 
-def oom_advice(*, batch_size: int, gradient_accumulation_steps: int, context_length: int, gradient_checkpointing: bool,
-               mode: str) -> str:
-    """The concrete knobs that lower memory, for the settings that ran out of it."""
+def oom_advice(settings: CptConfig | TuningConfig, *, context_length: int) -> str:
+    """The concrete knobs that lower memory, for the settings (cpt, sft or dpo) that ran out of it."""
+    from langadapt.train.config import CptConfig
+
+    cpt = isinstance(settings, CptConfig)  # cpt also has an embeddings-only mode and multi-GPU launch settings
+    batch_size = settings.batch_size
     knobs = []
     if batch_size > 1:
         half = batch_size // 2
         knobs.append(
             f"batch_size {half} with gradient_accumulation_steps "
-            f"{gradient_accumulation_steps * batch_size // half} (same global batch)"
+            f"{settings.gradient_accumulation_steps * batch_size // half} (same global batch)"
         )
-    if not gradient_checkpointing:
+    if not settings.gradient_checkpointing:
         knobs.append("gradient_checkpointing: true")
-    if mode == "full":
-        knobs.append("mode: lora or embeddings (fewer trainable weights, much less optimizer state)")
-    knobs.append("several GPUs with launch.config_file configs/accelerate/deepspeed-zero3.yaml or fsdp.yaml")
+    if settings.mode == "full":
+        lighter = "lora or embeddings" if cpt else "lora"
+        knobs.append(f"mode: {lighter} (fewer trainable weights, much less optimizer state)")
+    if cpt:
+        knobs.append("several GPUs with launch.config_file configs/accelerate/deepspeed-zero3.yaml or fsdp.yaml")
     return (
-        f"out of memory at batch_size {batch_size} × context {context_length} in mode {mode} — try "
+        f"out of memory at batch_size {batch_size} × context {context_length} in mode {settings.mode} — try "
         + "; or ".join(knobs)
     )
 

@@ -286,9 +286,7 @@ def run_cpt(job: CptJob, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[s
     with args.main_process_first(local=False, desc="preparing the checkpoint folder"):
         if args.process_index == 0:  # the others wait, then see the prepared folder
             keyed_dir(checkpoints, job.key())
-            removed = remove_incomplete_checkpoints(checkpoints)
-            if removed:
-                log.warning("removed checkpoint(s) cut short by a crash: %s", ", ".join(removed))
+            remove_incomplete_checkpoints(checkpoints)
     resume = last_complete_checkpoint(checkpoints)
     main = args.process_index == 0
     if resume is not None and main:
@@ -299,7 +297,8 @@ def run_cpt(job: CptJob, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[s
     if settings.mode == "embeddings":
         train_only_embeddings(model)
     elif settings.mode == "lora":
-        model = add_lora(model, settings.lora_settings)
+        lora = settings.lora_settings
+        model = add_lora(model, lora, train_embeddings=lora.train_embeddings)
     parameters = count_parameters(model)
     if main:
         log.info(
@@ -321,12 +320,7 @@ def run_cpt(job: CptJob, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[s
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(progress)
-    hint = oom_advice(
-        batch_size=settings.batch_size, gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        context_length=data.context_length, gradient_checkpointing=settings.gradient_checkpointing,
-        mode=settings.mode,
-    )
-    with friendly_training_errors(checkpoints, oom_hint=hint):
+    with friendly_training_errors(checkpoints, oom_hint=oom_advice(settings, context_length=data.context_length)):
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final = Path(job.work) / "final"
     trainer.trainable_only_checkpoints = False
@@ -367,7 +361,7 @@ def run_cpt(job: CptJob, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[s
 
 def write_outputs(job: CptJob, final: Path, checkpoints: Path, *, base: Path, dtype: Any) -> None:
     """Rank 0: the exported model, the TensorBoard logs and (if asked) the last checkpoint into `job.out`."""
-    export_model(
+    export_from_folder(
         final, out=job.out / "model", base=base, tokenizer=job.tokenizer or job.model,
         lora=job.settings.mode == "lora", dtype=dtype, trust_remote_code=job.trust_remote_code,
     )
@@ -378,10 +372,12 @@ def write_outputs(job: CptJob, final: Path, checkpoints: Path, *, base: Path, dt
         shutil.move(str(last), str(job.out / "checkpoint"))
 
 
-def export_model(
+def export_from_folder(
     trained: Path, *, out: Path, base: Path, tokenizer: str, lora: bool, dtype: Any, trust_remote_code: bool
 ) -> Path:
-    """Write the final HF folder: LoRA merged, the input model's dtype, cache on, tokenizer + chat template."""
+    """Write the final HF folder from the weights the Trainer saved to `trained` (gathered from every rank;
+    reloaded after the trainer and its optimizer state are freed): LoRA merged onto `base`, the input
+    model's dtype, cache on, tokenizer + chat template. (SFT/DPO export from memory: `sft.export_in_memory`.)"""
     from langadapt.models import load_model, load_tokenizer, save_model_folder
 
     if lora:

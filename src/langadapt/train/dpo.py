@@ -21,10 +21,10 @@ from langadapt.errors import LangadaptError
 from langadapt.train.sft import (
     TuningJob,
     finish,
-    last_checkpoint,
     load_for_tuning,
     make_trainer,
     render,
+    train_resuming,
     training_arguments,
 )
 
@@ -88,10 +88,10 @@ def run_dpo(job: TuningJob, settings: DpoConfig, pairs: list[PreferencePair]) ->
     )
     trainer = make_trainer(DPOTrainer, settings.embedding_lr, model=prepared.model, ref_model=reference, args=args,
                            train_dataset=dataset, processing_class=prepared.tokenizer)
-    trainer.train(resume_from_checkpoint=last_checkpoint(job.work / "checkpoints"))
+    resumed = train_resuming(trainer, settings)
     rewards = _last_logged(trainer.state.log_history)
-    metrics = finish(job, trainer, prepared, {"data": data_stats, "beta": settings.beta, "loss_type": settings.loss_type,
-                                              **rewards})
+    metrics = finish(job, trainer, prepared, {"data": data_stats, "resumed_from_step": resumed, "beta": settings.beta,
+                                              "loss_type": settings.loss_type, **rewards})
     if "reward_margin" in rewards:
         metrics["summary"]["reward margin"] = round(rewards["reward_margin"], 4)
     return metrics

@@ -11,7 +11,9 @@ The pieces, in the order a run uses them:
 - `prepare_model`: LoRA on the body; when the vocabulary differs from the original model's, the input
   embeddings and the LM head train in full (`modules_to_save`; one shared matrix when tied, so new tokens
   learn once and stay tied — the LLaMA-Factory #6446 failure).
-- `export_model`: the adapter is saved beside the model, merged, the generation config is made to stop on
+- `make_trainer`, `train_resuming`: TRL's trainers with `common.TrainerExtras` and `common.CheckpointPolicy`,
+  as CPT's; a re-run resumes from the last complete checkpoint; NaN/inf and OOM stop with one-line advice.
+- `export_in_memory`: the adapter is saved beside the model, merged, the generation config is made to stop on
   the chat template's end token, the full model is saved, and `check.assert_model_folder` verifies it.
   What leaves a stage is always a standalone model folder, never "base + adapter + resize recipe".
 """
@@ -39,14 +41,27 @@ from langadapt.data.instruct import (
 )
 from langadapt.errors import LangadaptError
 from langadapt.train.check import CheckReport, assert_model_folder, chat_end_token
+from langadapt.train.common import (
+    CheckpointPolicy,
+    ThroughputProgress,
+    TrainerExtras,
+    add_lora,
+    checkpoint_step,
+    device_flags,
+    friendly_training_errors,
+    last_complete_checkpoint,
+    loss_curve,
+    oom_advice,
+    precision_flags,
+    remove_incomplete_checkpoints,
+)
 
 if TYPE_CHECKING:
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from langadapt.train.config import SftConfig, TuningConfig, TuningLora
+    from langadapt.train.config import SftConfig, TuningConfig
 
 log = logging.getLogger("langadapt.train.sft")
 
@@ -298,55 +313,13 @@ def new_token_ids(tokenizer: PreTrainedTokenizerBase, original: PreTrainedTokeni
     return sorted(i for token, i in tokenizer.get_vocab().items() if token not in old)
 
 
-def embeddings_are_tied(model: torch.nn.Module) -> bool:
-    head = model.get_output_embeddings()
-    return head is not None and head.weight is model.get_input_embeddings().weight
-
-
-def lora_config(settings: TuningLora, model: PreTrainedModel, *, train_embeddings: bool) -> LoraConfig:
-    """peft's LoraConfig; embeddings and head as full trainable modules when `train_embeddings`."""
-    from peft import LoraConfig
-
-    layers = None
-    if settings.layers is not None:
-        count = model.config.get_text_config().num_hidden_layers
-        bad = [layer for layer in settings.layers if not -count <= layer < count]
-        if bad:
-            raise LangadaptError(f"lora.layers {bad} do not exist: the model has layers 0..{count - 1} (or -1..-{count})")
-        layers = sorted({layer % count for layer in settings.layers})
-    modules_to_save = None
-    if train_embeddings:
-        head = model.get_output_embeddings()
-        if head is None:
-            raise LangadaptError(f"{type(model).__name__} has no LM head — set lora.train_embeddings: false")
-        modules_to_save = sorted({_leaf_name(model, model.get_input_embeddings()), _leaf_name(model, head)})
-    return LoraConfig(
-        r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-        target_modules=settings.target_modules, layers_to_transform=layers, modules_to_save=modules_to_save,
-        ensure_weight_tying=train_embeddings and embeddings_are_tied(model), task_type="CAUSAL_LM",
-    )
-
-
-def _leaf_name(model: torch.nn.Module, module: torch.nn.Module) -> str:
-    return next(name.rsplit(".", 1)[-1] for name, candidate in model.named_modules() if candidate is module)
-
-
 def prepare_model(model: PreTrainedModel, settings: TuningConfig, *, train_embeddings: bool) -> torch.nn.Module:
     """The model to train: LoRA-wrapped (mode lora) or as is with every weight trainable (mode full)."""
-    from peft import get_peft_model
-
     model.config.use_cache = False
     if settings.mode == "full":
         model.requires_grad_(True)
         return model
-    try:
-        return get_peft_model(model, lora_config(settings.lora, model, train_embeddings=train_embeddings))
-    except ValueError as exc:
-        reason = str(exc).strip().splitlines()[0][:200]
-        raise LangadaptError(
-            f"lora settings do not fit {type(model).__name__} ({reason}) — name its linear layers in "
-            "lora.target_modules (e.g. q_proj, v_proj) or use all-linear"
-        ) from None
+    return add_lora(model, settings.lora, train_embeddings=train_embeddings, layers=settings.lora.layers)
 
 
 def resolve_train_embeddings(settings: TuningConfig, changed_vocab: bool) -> bool:
@@ -364,91 +337,33 @@ def resolve_train_embeddings(settings: TuningConfig, changed_vocab: bool) -> boo
 # --------------------------------------------------------------------------------------------------------
 
 
-class TuningTrainerMixin:
-    """What langadapt adds to TRL's trainers: a separate embedding learning rate, a stop on the first NaN/inf
-    loss (before the optimizer applies it), and no usage telemetry."""
-
-    embedding_lr: float | None = None
-
-    def create_optimizer(self, model: Any = None) -> Any:
-        optimizer = super().create_optimizer(model)  # type: ignore[misc]
-        if self.embedding_lr is not None:
-            split_embedding_groups(optimizer, trainable_embedding_parameters(self.model), self.embedding_lr)  # type: ignore[attr-defined]
-        return optimizer
-
-    def training_step(self, *args: Any, **kwargs: Any) -> Any:
-        import torch
-
-        loss = super().training_step(*args, **kwargs)  # type: ignore[misc]
-        if not bool(torch.isfinite(loss).all()):
-            step = self.state.global_step + 1  # type: ignore[attr-defined]
-            raise LangadaptError(
-                f"the training loss became {float(loss)} at step {step} — lower learning_rate (or embedding_lr), "
-                "or use precision: fp32"
-            )
-        return loss
-
-    def _send_telemetry(self) -> None:
-        """TRL pings the hub with usage data unless told otherwise; langadapt never phones home."""
-
-
 def make_trainer(base: type, embedding_lr: float | None, **kwargs: Any) -> Any:
-    """A TRL trainer with `TuningTrainerMixin` applied, logging through langadapt's logger."""
-    from transformers import PrinterCallback, TrainerCallback
+    """A TRL trainer (`base`: SFTTrainer, DPOTrainer) with langadapt's `TrainerExtras`, checkpoints marked
+    complete by `CheckpointPolicy`, and progress lines through langadapt's logger."""
+    from transformers import PrinterCallback
 
-    class LogLines(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
-            if logs and "loss" in logs:
-                log.info("step %d/%d  loss %.4f  lr %.3g", state.global_step, state.max_steps, logs["loss"],
-                         logs.get("learning_rate", float("nan")))
-
-    cls = type(f"Langadapt{base.__name__}", (TuningTrainerMixin, base), {"embedding_lr": embedding_lr})
-    trainer = cls(**kwargs)
+    cls = type(f"Langadapt{base.__name__}", (TrainerExtras, base), {})
+    trainer = cls(embedding_lr=embedding_lr, callbacks=[CheckpointPolicy()], **kwargs)
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(LogLines())
+    trainer.add_callback(ThroughputProgress(tokens_per_step=None, logger=log))
     return trainer
 
 
-def trainable_embedding_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """Trainable tensors of the input embeddings and LM head (one when tied; the peft copies under LoRA)."""
-    found: dict[int, torch.nn.Parameter] = {}
-    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
-        for param in module.parameters() if module is not None else ():
-            if param.requires_grad:
-                found[id(param)] = param
-    return list(found.values())
-
-
-def split_embedding_groups(optimizer: torch.optim.Optimizer, embeddings: list[torch.nn.Parameter], lr: float) -> None:
-    """Give `embeddings` their own param groups (same other settings) with learning rate `lr`."""
-    embedding_ids = {id(p) for p in embeddings}
-    groups = []
-    for group in optimizer.param_groups:
-        settings = {k: v for k, v in group.items() if k != "params"}
-        body = [p for p in group["params"] if id(p) not in embedding_ids]
-        embed = [p for p in group["params"] if id(p) in embedding_ids]
-        groups += [{**settings, "params": body}] if body else []
-        groups += [{**settings, "params": embed, "lr": lr}] if embed else []
-    optimizer.param_groups = []
-    for group in groups:
-        optimizer.add_param_group(group)
-
-
-def precision_flags(precision: str) -> dict[str, bool]:
-    """TrainingArguments' bf16/fp16 flags ("auto": bf16 on a GPU that has it, fp32 elsewhere)."""
-    import torch
-
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and not torch.cuda.is_available():
-        raise LangadaptError("precision fp16 needs a CUDA GPU — use precision: bf16 or fp32 here")
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+def train_resuming(trainer: Any, settings: TuningConfig) -> int:
+    """Train, resuming from the newest complete checkpoint (never from one a crash cut short); a diverged
+    loss or running out of memory becomes a one-line error. Returns the step it resumed from (0: none)."""
+    checkpoints = Path(trainer.args.output_dir)
+    remove_incomplete_checkpoints(checkpoints)
+    resume = last_complete_checkpoint(checkpoints)
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    with friendly_training_errors(checkpoints, oom_hint=oom_advice(settings, context_length=settings.max_length)):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return checkpoint_step(resume) if resume else 0
 
 
 def training_arguments(settings: TuningConfig, output_dir: Path, seed: int) -> dict[str, Any]:
     """The TrainingArguments fields shared by SFTConfig and DPOConfig."""
-    import torch
-
     schedules = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
     return {
         "output_dir": str(output_dir),
@@ -469,23 +384,16 @@ def training_arguments(settings: TuningConfig, output_dir: Path, seed: int) -> d
         "save_total_limit": 2,
         "activation_checkpointing": settings.gradient_checkpointing,  # TRL would default it to on
         "report_to": "none",
-        "use_cpu": not torch.cuda.is_available(),
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
         **precision_flags(settings.precision),
+        **device_flags(world_size=1),
     }
 
 
-def last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
-
-
 def training_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The loss curve ({step, loss} points, as the report draws them) and its first and last values."""
-    curve = [{"step": int(e["step"]), "loss": float(e["loss"])} for e in history
-             if "loss" in e and math.isfinite(e["loss"])]
+    """The loss curve (as cpt records it, see `common.loss_curve`), its first and last losses, the run's time."""
+    curve = loss_curve(history)
     summary: dict[str, Any] = {"loss_curve": curve}
     if curve:
         summary.update(first_loss=curve[0]["loss"], last_loss=curve[-1]["loss"])
@@ -516,10 +424,11 @@ def align_generation_eos(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
     return ids
 
 
-def export_model(
+def export_in_memory(
     model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path, *, base: str, trust_remote_code: bool = False
 ) -> CheckReport:
-    """Write `out/model` (merged, standalone, checked) and, for a LoRA model, `out/adapter` beside it."""
+    """Write the trained model as it is in memory to `out/model` (merged, standalone, checked) and, for a LoRA
+    model, `out/adapter` beside it. (CPT reloads its saved weights instead: `cpt.export_from_folder`.)"""
     from peft import PeftModel
 
     from langadapt.models import save_model_folder
@@ -629,8 +538,8 @@ def run_sft(job: TuningJob, settings: SftConfig, conversations: list[Conversatio
     args = SFTConfig(**training_arguments(settings, job.work / "checkpoints", job.seed), max_length=None)
     trainer = make_trainer(SFTTrainer, settings.embedding_lr, model=prepared.model, args=args, train_dataset=dataset,
                            processing_class=prepared.tokenizer)
-    trainer.train(resume_from_checkpoint=last_checkpoint(job.work / "checkpoints"))
-    return finish(job, trainer, prepared, {"data": data_stats})
+    resumed = train_resuming(trainer, settings)
+    return finish(job, trainer, prepared, {"data": data_stats, "resumed_from_step": resumed})
 
 
 def finish(job: TuningJob, trainer: Any, prepared: PreparedModel, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -638,7 +547,7 @@ def finish(job: TuningJob, trainer: Any, prepared: PreparedModel, metrics: dict[
     curve = training_summary(trainer.state.log_history)
     model = trainer.model
     changed = rows_changed(prepared.snapshot, model)
-    report = export_model(model, prepared.tokenizer, job.out, base=job.model, trust_remote_code=job.trust_remote_code)
+    report = export_in_memory(model, prepared.tokenizer, job.out, base=job.model, trust_remote_code=job.trust_remote_code)
     summary = {"steps": trainer.state.global_step, "examples": metrics.get("data", {}).get("examples", 0)}
     if "last_loss" in curve:
         summary["last loss"] = round(curve["last_loss"], 4)
