@@ -16,6 +16,7 @@ from langadapt.errors import LangadaptError
 from langadapt.pipeline import check, run_pipeline
 from langadapt.runstore import RunStore
 from langadapt.train.check import check_model_folder
+from langadapt.train.common import COMPLETE_MARKER
 from tests.conftest import INSTRUCT_REPLY
 from tests.data.test_instruct import write_jsonl
 
@@ -132,10 +133,16 @@ def test_the_verbs_write_through_a_temporary_folder(tmp_path, tiny_llama) -> Non
     again = runner.invoke(app, ["sft", "--model", str(tiny_llama), "--out", str(out), "--data", str(alpaca)])
     assert isinstance(again.exception, LangadaptError) and "already exists" in str(again.exception)
 
+    # Checkpoints a failed attempt with other settings left behind are not resumed from.
+    stale = tmp_path / "dpo-out.work" / "checkpoints" / "checkpoint-99"
+    stale.mkdir(parents=True)
+    (stale / COMPLETE_MARKER).write_text("99\n")
+    (tmp_path / "dpo-out.work" / "KEY").write_text("an earlier attempt with other settings\n")
     dpo = runner.invoke(app, ["dpo", "--model", str(out / "model"), "--out", str(tmp_path / "dpo-out"),
                               "--data", str(preferences), "--set", "max_steps=1", "--set", "mode=full"])
     assert dpo.exit_code == 0, dpo.output
     assert check_model_folder(tmp_path / "dpo-out" / "model").ok
+    assert json.loads((tmp_path / "dpo-out" / "metrics.json").read_text())["summary"]["steps"] == 1
 
     # A run config: its sft section, seed, language and models (relative to the config's folder) are used.
     corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"text": "Lehen esaldia luzea da hau. Bigarren esaldia ere luzea da."}])

@@ -97,7 +97,7 @@ def sft(
         )
         return {"sources": sources, **run_sft(job, settings, conversations)}
 
-    _run_job(model, out, run, train, "sft")
+    _run_job(model, out, run, train, "sft", settings, corpus)
 
 
 def dpo(model: ModelOption, out: OutOption, config: ConfigOption = None, overrides: SetOption = None,
@@ -113,7 +113,7 @@ def dpo(model: ModelOption, out: OutOption, config: ConfigOption = None, overrid
         pairs, report = load_preferences(settings.data)
         return {"files": report.to_dict(), **run_dpo(job, settings, pairs)}
 
-    _run_job(model, out, run, train, "dpo")
+    _run_job(model, out, run, train, "dpo", settings)
 
 
 def check(
@@ -194,15 +194,23 @@ def _model_ref(value: Any, base_dir: Path) -> Any:
     return value
 
 
-def _run_job(model: str, out: Path, run: dict[str, Any], train: Callable[[Any], dict[str, Any]], name: str) -> None:
-    """An sft/dpo job on `model` whose outputs go to OUT."""
+def _run_job(model: str, out: Path, run: dict[str, Any], train: Callable[[Any], dict[str, Any]], name: str,
+             settings: Any, *inputs: Path | None) -> None:
+    """An sft/dpo job on `model` whose outputs go to OUT. Its checkpoints (OUT.work) are keyed by everything
+    that shapes the weights, so a re-run with other settings, data or model starts over instead of resuming."""
+    from langadapt.runstore import fingerprint_path, keyed_dir, stable_hash
     from langadapt.train.sft import TuningJob
 
     out = out.resolve()
     work = out.with_name(out.name + ".work")
+    files = [Path(p) for p in (*getattr(settings, "data", []), *inputs) if p is not None]
+    key = stable_hash({
+        "verb": name, "settings": settings.model_dump(mode="json"), "seed": run["seed"], "model": str(model),
+        "inputs": [fingerprint_path(p) for p in (Path(model), *files) if p.exists()],
+    })
     _train_into(out, work, lambda tmp: train(TuningJob(
         model=model, tokenizer=model, original_tokenizer=run["original_tokenizer"] or model, out=tmp,
-        work=work, seed=run["seed"], trust_remote_code=run["trust_remote_code"],
+        work=keyed_dir(work, key), seed=run["seed"], trust_remote_code=run["trust_remote_code"],
     )), name)
 
 
