@@ -7,6 +7,8 @@ with the command that produced them.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import resource
 import sys
@@ -39,6 +41,19 @@ def timed(label: str, results: dict[str, float] | None = None) -> Iterator[None]
     if results is not None:
         results[label] = seconds
     print(f"{label}: {seconds:.3f} s", flush=True)
+
+
+def iter_field(path: Path, field: str, limit: int | None = None) -> Iterator[str]:
+    """`field` of each line of a gzipped JSON Lines file (the parallel corpora hold one field per language)."""
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for count, line in enumerate(handle):
+            if limit is not None and count >= limit:
+                return
+            yield json.loads(line)[field]
+
+
+def read_field(path: Path, field: str, limit: int | None = None) -> list[str]:
+    return list(iter_field(path, field, limit))
 
 
 def peak_rss_mb() -> float:

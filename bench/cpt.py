@@ -11,7 +11,6 @@ Until the data layer's pack stage is on main, the packed datasets are built here
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import statistics
@@ -23,25 +22,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from common import DEMO_DATA, markdown_table, peak_rss_mb
+from common import DEMO_DATA, markdown_table, peak_rss_mb, read_field
 
 EU_TRAIN = DEMO_DATA / "libreoffice-help.en-eu.train.jsonl.gz"
 EU_DEV = DEMO_DATA / "libreoffice-help.en-eu.dev.jsonl.gz"
 SMOLLM2 = "builtin:smollm2-135m-instruct"
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, for MFU.
 PEAK_BF16_TFLOPS = {"H100 SXM": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H200": 989.4, "A100": 312.0}
-
-
-def read_side(path: Path, side: str, limit: int | None = None) -> list[str]:
-    import gzip
-
-    texts = []
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            texts.append(json.loads(line)[side])
-            if limit is not None and len(texts) >= limit:
-                break
-    return texts
 
 
 def pack(tokenizer: Any, sources: dict[str, tuple[list[str], float]], context: int, blocks: int, out: Path) -> dict:
@@ -150,7 +137,7 @@ def throughput(args: argparse.Namespace) -> None:
         tmp_path = Path(tmp)
         model_dir = tiny_but_not_trivial(tmp_path / "model")
         data = tmp_path / "packed"
-        pack(load_tokenizer(model_dir), {"eu": (read_side(EU_TRAIN, "eu", 4000), 1.0)}, args.context, 400, data)
+        pack(load_tokenizer(model_dir), {"eu": (read_field(EU_TRAIN, "eu", 4000), 1.0)}, args.context, 400, data)
         results: dict[str, list[float]] = {"bare Trainer": [], "langadapt cpt": []}
         runners = {"bare Trainer": bare_trainer_steps_per_second, "langadapt cpt": langadapt_steps_per_second}
         for repeat in range(args.repeats):  # interleaved, first one then the other first: noise hits both alike
@@ -190,13 +177,13 @@ def basque(args: argparse.Namespace) -> None:
     from langadapt.train.cpt import CptJob, run_cpt
 
     base = str(resolve(SMOLLM2))
-    dev = {"Basque dev": read_side(EU_DEV, "eu", args.dev_docs), "English dev": read_side(EU_DEV, "en", args.dev_docs)}
+    dev = {"Basque dev": read_field(EU_DEV, "eu", args.dev_docs), "English dev": read_field(EU_DEV, "en", args.dev_docs)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         data = tmp_path / "packed"
         blocks = args.steps * args.batch
-        shares = pack(load_tokenizer(base), {"basque": (read_side(EU_TRAIN, "eu", 20_000), 0.8),
-                                             "english": (read_side(EU_TRAIN, "en", 20_000), 0.2)},
+        shares = pack(load_tokenizer(base), {"basque": (read_field(EU_TRAIN, "eu", 20_000), 0.8),
+                                             "english": (read_field(EU_TRAIN, "en", 20_000), 0.2)},
                       args.context, blocks, data)
         print(f"token shares: {shares}", flush=True)
         before = dev_bpc(base, dev)
@@ -260,7 +247,7 @@ def gpu(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         data = tmp_path / "packed"
-        pack(load_tokenizer(base), {"basque": (read_side(EU_TRAIN, "eu"), 0.8), "english": (read_side(EU_TRAIN, "en"), 0.2)},
+        pack(load_tokenizer(base), {"basque": (read_field(EU_TRAIN, "eu"), 0.8), "english": (read_field(EU_TRAIN, "en"), 0.2)},
              args.context, args.steps * args.batch, data)
         for mode in ("full", "embeddings"):
             settings = CptConfig(mode=mode, max_steps=args.steps, warmup_steps=1, batch_size=args.batch,

@@ -16,14 +16,12 @@
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
-from common import SHARED_DATA, markdown_table, peak_rss_mb
+from common import SHARED_DATA, markdown_table, peak_rss_mb, read_field
 
 TRAIN = {
     "eu": SHARED_DATA / "eu" / "libreoffice-help.en-eu.train.jsonl.gz",
@@ -37,16 +35,6 @@ TOKENIZERS = [("eu", 16000), ("eu", 32000), ("eu+ru+lt", 64000)]
 MODEL = "builtin:smollm2-135m-instruct"
 REPEATS = 3
 GOAL = {"seconds": 5.0, "speedup": 20.0}  # the bar for ~16k-50k new tokens
-
-
-def read(path: Path, field: str, limit: int | None = None) -> list[str]:
-    texts = []
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            texts.append(json.loads(line)[field])
-            if limit is not None and len(texts) >= limit:
-                break
-    return texts
 
 
 def best_of(repeats: int, run):
@@ -108,7 +96,7 @@ def build_extended(languages: str, vocab_size: int, out: Path) -> Path:
     from langadapt.vocab.build import build_vocabulary, save_vocabulary
 
     base = BaseTokenizer.load(MODEL)
-    texts = [text for lang in languages.split("+") for text in read(TRAIN[lang], lang)]
+    texts = [text for lang in languages.split("+") for text in read_field(TRAIN[lang], lang)]
     vocabulary = build_vocabulary(base, iter(texts), method="extended", vocab_size=vocab_size)
     save_vocabulary(vocabulary, base, out)
     return out
@@ -153,7 +141,7 @@ def bpc_table(folder: Path, dev_docs: int, seed: int) -> list[list[object]]:
     from langadapt.models import load_model, load_tokenizer
     from langadapt.vocab.token_map import TokenMap
 
-    texts = {"eu": read(DEV, "eu", dev_docs), "en": read(DEV, "en", dev_docs)}
+    texts = {"eu": read_field(DEV, "eu", dev_docs), "en": read_field(DEV, "en", dev_docs)}
     old_tokenizer, new_tokenizer = load_tokenizer(MODEL), load_tokenizer(folder)
     token_map = TokenMap.load(folder)
     rows = []

@@ -12,7 +12,6 @@ one plain streaming pass over the same corpus, and with the corpus streamed 4 ti
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from common import SHARED_DATA, markdown_table
+from common import SHARED_DATA, iter_field, markdown_table
 
 FILES = {
     "eu": ("eu/libreoffice-help.en-eu.train.jsonl.gz", "eu/libreoffice-help.en-eu.dev.jsonl.gz"),
@@ -28,12 +27,6 @@ FILES = {
     "lt": ("lt/ui-strings.en-lt.train.jsonl.gz", "lt/ui-strings.en-lt.dev.jsonl.gz"),
 }
 BAR = {"target_ratio": 2.0, "english_loss": 0.005}  # the bar for Extended on Basque
-
-
-def read(path: Path, field: str) -> Iterator[str]:
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            yield json.loads(line)[field]
 
 
 def resplit_share(base, tokenizer, texts: list[str]) -> float:
@@ -55,7 +48,7 @@ def language_table(lang: str, vocab_size: int, keep: int, out_dir: Path) -> tupl
 
     train, dev = (SHARED_DATA / name for name in FILES[lang])
     base = BaseTokenizer.from_hf(load_tokenizer("builtin:smollm2-135m-instruct"))
-    dev_target, dev_english = list(read(dev, lang)), list(read(dev, "en"))
+    dev_target, dev_english = list(iter_field(dev, lang)), list(iter_field(dev, "en"))
     variants = {
         "Extended, target merges first (paper)": dict(method="extended", merges="prepend"),
         "Extended, target merges after": dict(method="extended", merges="append"),
@@ -70,8 +63,8 @@ def language_table(lang: str, vocab_size: int, keep: int, out_dir: Path) -> tupl
     figures = {"original": original}
     for label, options in variants.items():
         started = time.perf_counter()
-        english = read(train, "en") if options["method"] == "optimized" else None
-        vocabulary = build_vocabulary(base, read(train, lang), vocab_size=vocab_size, english=english, **options)
+        english = iter_field(train, "en") if options["method"] == "optimized" else None
+        vocabulary = build_vocabulary(base, iter_field(train, lang), vocab_size=vocab_size, english=english, **options)
         seconds = time.perf_counter() - started
         tokenizer = save_vocabulary(vocabulary, base, out_dir / f"{lang}-{options['method']}-{options.get('merges', '')}")
         target = count_tokens(tokenizer, dev_target).summary()
@@ -113,7 +106,7 @@ def training_cost(repeat: int) -> dict:
 
     def corpus() -> Iterator[str]:
         for _ in range(repeat):
-            yield from read(train, "eu")
+            yield from iter_field(train, "eu")
 
     rss_before = reset_peak_rss()
     started = time.perf_counter()

@@ -25,10 +25,6 @@ def eval_file(data_dir: Path, name: str) -> Path:
     return Path(data_dir) / EVAL_DIR / f"{name}.jsonl.gz"
 
 
-def corpus_sources(data_dir: Path) -> list[str]:
-    return sorted(p.name.removesuffix(".jsonl.gz") for p in (Path(data_dir) / CORPUS_DIR).glob("*.jsonl.gz"))
-
-
 class TextWriter:
     """Append documents to a corpus file. The gzip header carries no timestamp, so the same documents give
     the same bytes: the pack stage's tokenisation cache is keyed by the file's content hash."""
