@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -86,8 +87,13 @@ def run_dpo(job: TuningJob, settings: DpoConfig, pairs: list[PreferencePair]) ->
         **training_arguments(settings, job.work / "checkpoints", job.seed), beta=settings.beta,
         loss_type=[settings.loss_type], max_length=None, precompute_ref_log_probs=False,
     )
-    trainer = make_trainer(DPOTrainer, settings.embedding_lr, model=prepared.model, ref_model=reference, args=args,
-                           train_dataset=dataset, processing_class=prepared.tokenizer)
+    with warnings.catch_warnings():
+        # With LoRA, TRL adds a frozen "ref" copy of the adapter; on a tied model peft then warns that it finds no
+        # tied modules to tie (they are already wrapped by the trained adapter). The reference is still exactly
+        # the starting model (tests/train/test_dpo.py).
+        warnings.filterwarnings("ignore", message="You have requested `ensure_weight_tying`")
+        trainer = make_trainer(DPOTrainer, settings.embedding_lr, model=prepared.model, ref_model=reference,
+                               args=args, train_dataset=dataset, processing_class=prepared.tokenizer)
     resumed = train_resuming(trainer, settings)
     rewards = _last_logged(trainer.state.log_history)
     metrics = finish(job, trainer, prepared, {"data": data_stats, "resumed_from_step": resumed, "beta": settings.beta,
