@@ -27,6 +27,7 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,6 +131,14 @@ def train_only_embeddings(model: PreTrainedModel) -> None:
     head.requires_grad_(True)  # the same tensor as the input embeddings when tied: trained once, stays tied
 
 
+@contextlib.contextmanager
+def without_stale_deprecations() -> Iterator[None]:
+    """Hide a deprecation users can't act on: peft and TRL still read transformers' `is_gradient_checkpointing`."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def add_lora(
     model: PreTrainedModel, settings: LoraSettings | TuningLora, *, train_embeddings: bool, layers: list[int] | None = None
 ) -> torch.nn.Module:
@@ -164,7 +173,8 @@ def add_lora(
         task_type="CAUSAL_LM",
     )
     try:
-        return get_peft_model(model, config)
+        with without_stale_deprecations():
+            return get_peft_model(model, config)
     except ValueError as exc:
         reason = str(exc).strip().splitlines()[0][:200]
         raise LangadaptError(

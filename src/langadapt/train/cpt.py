@@ -53,6 +53,7 @@ from langadapt.train.common import (
     remove_incomplete_checkpoints,
     schedule_arguments,
     train_only_embeddings,
+    without_stale_deprecations,
 )
 
 if TYPE_CHECKING:
@@ -384,7 +385,8 @@ def export_from_folder(
         from peft import PeftModel
 
         base_model = load_model(base, dtype="float32", trust_remote_code=trust_remote_code)
-        model = PeftModel.from_pretrained(base_model, str(trained)).merge_and_unload()
+        with without_stale_deprecations():
+            model = PeftModel.from_pretrained(base_model, str(trained)).merge_and_unload()
     else:
         model = load_model(trained, dtype="float32", trust_remote_code=trust_remote_code)
     if isinstance(dtype, str):

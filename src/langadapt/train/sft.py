@@ -54,6 +54,7 @@ from langadapt.train.common import (
     oom_advice,
     precision_flags,
     remove_incomplete_checkpoints,
+    without_stale_deprecations,
 )
 
 if TYPE_CHECKING:
@@ -357,7 +358,8 @@ def train_resuming(trainer: Any, settings: TuningConfig) -> int:
     resume = last_complete_checkpoint(checkpoints)
     if resume is not None:
         log.info("resuming from %s", resume)
-    with friendly_training_errors(checkpoints, oom_hint=oom_advice(settings, context_length=settings.max_length)):
+    with (friendly_training_errors(checkpoints, oom_hint=oom_advice(settings, context_length=settings.max_length)),
+          without_stale_deprecations()):
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return checkpoint_step(resume) if resume else 0
 
