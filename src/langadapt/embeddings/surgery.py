@@ -29,6 +29,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -105,7 +106,7 @@ def subtoken_mean(
     pieces = [[token_map.old_ids[new]] if token_map.old_ids[new] >= 0 else token_map.decompositions[new]
               for new in rows]
     lengths = torch.tensor([len(p) for p in pieces], dtype=torch.long)
-    flat = torch.tensor(list(chain.from_iterable(pieces)), dtype=torch.long)
+    flat = torch.from_numpy(np.fromiter(chain.from_iterable(pieces), dtype=np.int64, count=int(lengths.sum())))
     offsets = torch.cumsum(lengths, 0) - lengths
     means = F.embedding_bag(flat, weight, offsets, mode="mean")
     return means, lengths > 0

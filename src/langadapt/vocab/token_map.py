@@ -23,6 +23,7 @@ character. Initialise such rows from the mean of all old rows (`undecomposable_i
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -71,13 +72,13 @@ class TokenMap:
 
     def check(self) -> None:
         """Internal consistency: every new token has a decomposition, every id is in range."""
-        for new in self.new_ids():
+        for new in self.new_ids():  # min/max per token: this runs on every load of a 50k-token map
             pieces = self.decompositions.get(new)
             if pieces is None:
                 raise LangadaptError(f"token_map.json: new token {new} has no decomposition — rebuild the tokenizer")
-            if any(not 0 <= piece < self.base_vocab_size for piece in pieces):
+            if pieces and (min(pieces) < 0 or max(pieces) >= self.base_vocab_size):
                 raise LangadaptError(f"token_map.json: new token {new} decomposes into ids outside the base vocabulary")
-        if any(old >= self.base_vocab_size for old in self.old_ids):
+        if max(self.old_ids, default=-1) >= self.base_vocab_size:
             raise LangadaptError("token_map.json: an old id is outside the base vocabulary — rebuild the tokenizer")
 
     def check_base(self, tokenizer: PreTrainedTokenizerBase, what: str = "the base model") -> None:
@@ -111,15 +112,23 @@ class TokenMap:
                 f"'{path.parent}' has no {FILENAME} — use a tokenizer built by `langadapt vocab train` "
                 "(it records how new tokens relate to the old vocabulary)"
             )
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != FORMAT:
-            raise LangadaptError(f"'{path}' is not a {FORMAT} file — rebuild the tokenizer with this langadapt")
-        token_map = cls(
-            method=data["method"],
-            base_vocab_size=data["base_vocab_size"],
-            base_vocab_hash=data["base_vocab_hash"],
-            old_ids=list(data["old_ids"]),
-            decompositions={int(k): list(v) for k, v in data["decompositions"].items()},
-        )
+        # Tens of thousands of small lists, none in a cycle: the cyclic GC would only re-scan the whole heap
+        # (a loaded model's included) several times over while they are built.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") != FORMAT:
+                raise LangadaptError(f"'{path}' is not a {FORMAT} file — rebuild the tokenizer with this langadapt")
+            token_map = cls(
+                method=data["method"],
+                base_vocab_size=data["base_vocab_size"],
+                base_vocab_hash=data["base_vocab_hash"],
+                old_ids=list(data["old_ids"]),
+                decompositions={int(k): list(v) for k, v in data["decompositions"].items()},
+            )
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         token_map.check()
         return token_map
