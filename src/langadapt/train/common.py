@@ -40,7 +40,7 @@ from langadapt.errors import LangadaptError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from langadapt.train.config import CptConfig, LoraSettings, TuningConfig, TuningLora
+    from langadapt.train.config import CptConfig, LoraSettings, TuningConfig
 
 log = logging.getLogger("langadapt.train")
 
@@ -140,7 +140,7 @@ def without_stale_deprecations() -> Iterator[None]:
 
 
 def add_lora(
-    model: PreTrainedModel, settings: LoraSettings | TuningLora, *, train_embeddings: bool, layers: list[int] | None = None
+    model: PreTrainedModel, settings: LoraSettings, *, train_embeddings: bool, layers: list[int] | None = None
 ) -> torch.nn.Module:
     """Wrap `model` with LoRA adapters (on `layers` only, when given; negative counts from the end); the
     embeddings and head train in full when `train_embeddings`.

@@ -96,15 +96,11 @@ class CptConfig(Section):
 # Instruction tuning and preference alignment.
 # ---------------------------------------------------------------------------------------------------------
 
-class TuningLora(Section):
-    """LoRA on the transformer body for SFT/DPO. The run always ends with the adapter merged into a full model."""
+class TuningLora(LoraSettings):
+    """LoRA on the transformer body for SFT/DPO: smaller defaults than CPT's, optionally on some layers only."""
 
     r: int = Field(default=16, ge=1)
     alpha: float = Field(default=32.0, gt=0)
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = Field(
-        default="all-linear", description="module names to adapt; 'all-linear' = attention + MLP, not the head"
-    )
     layers: list[int] | None = Field(
         default=None, description="only these transformer layers (negative counts from the end; LEP: [0, -1])"
     )
