@@ -398,9 +398,10 @@ def copy_task_conversations(
     paragraphs = _Reservoir(count - want_sentences, rng)
     for text in texts:
         text = text.strip()
-        if min_chars <= len(text) <= max_paragraph_chars and len(split_sentences(text)) > 1:
+        text_sentences = split_sentences(text)
+        if min_chars <= len(text) <= max_paragraph_chars and len(text_sentences) > 1:
             paragraphs.offer(text)
-        for sentence in split_sentences(text):
+        for sentence in text_sentences:
             if min_chars <= len(sentence) <= max_sentence_chars:
                 sentences.offer(sentence)
     chosen = [*sentences.items, *paragraphs.items]
@@ -574,33 +575,26 @@ def filter_answers(
     return kept, scores, report
 
 
-_DETECTOR: Any = None
-
-
 def language_confidence(text: str, language: str) -> float:
-    """lingua's confidence (0-1, among all languages it knows) that `text` is in ISO 639-1 `language`."""
-    global _DETECTOR
-    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+    """lingua's confidence (0-1, among all languages it knows) that `text` is in ISO 639 `language`."""
+    from langadapt.data.langid import all_languages_detector, lingua_language
 
     try:
-        target = Language.from_iso_code_639_1(getattr(IsoCode639_1, language.upper()))
-    except AttributeError:
+        target = lingua_language(language)
+    except LangadaptError:
         raise LangadaptError(
             f"the language filter does not know language '{language}' — set self_calibration.language_filter: false"
         ) from None
-    if _DETECTOR is None:
-        # Low-accuracy mode: 70 MB and instant, versus ~1 GB and seconds; reliable on sentence-long answers.
-        _DETECTOR = LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build()
-    return float(_DETECTOR.compute_language_confidence(text, target))
+    return float(all_languages_detector().compute_language_confidence(text, target))
 
 
 def language_name(code: str) -> str:
-    """English name of an ISO 639-1 code ('eu' -> 'Basque'), or the code itself."""
-    from lingua import IsoCode639_1, Language
+    """English name of an ISO 639 code ('eu' -> 'Basque'), or the code itself."""
+    from langadapt.data.langid import lingua_language
 
     try:
-        return Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())).name.title()
-    except AttributeError:
+        return lingua_language(code).name.title()
+    except LangadaptError:
         return code
 
 

@@ -9,12 +9,13 @@ among a few. A document is kept when its source's language is the most likely on
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from langadapt.errors import LangadaptError
 
 if TYPE_CHECKING:
-    from lingua import Language
+    from lingua import Language, LanguageDetector
 
 UNKNOWN = "unknown"
 
@@ -31,6 +32,15 @@ def lingua_language(code: str) -> Language:
             "leave 'language' unset on that source to skip language filtering"
         )
     return Language.from_iso_code_639_1(iso) if len(code) == 2 else Language.from_iso_code_639_3(iso)
+
+
+@lru_cache(maxsize=1)
+def all_languages_detector() -> LanguageDetector:
+    """One lingua detector over every language it knows, in low-accuracy mode (~70 MB and instant to build,
+    versus ~1 GB and seconds): reliable on sentence-long texts, for checks where any language may turn up."""
+    from lingua import LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build()
 
 
 class LanguageIdentifier:
