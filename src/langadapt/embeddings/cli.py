@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +28,7 @@ def init(
     """Write an HF model folder whose vocabulary is the new tokenizer's (manifest.json holds the counts)."""
     from langadapt.embeddings.surgery import embed_model
     from langadapt.errors import LangadaptError
-    from langadapt.runstore import library_versions, staged_output
+    from langadapt.runstore import MANIFEST, library_versions, staged_output, write_json
 
     if method not in ("mean", "normal", "random"):
         raise LangadaptError(f"unknown --method '{method}' — choose mean, normal or random")
@@ -38,6 +37,6 @@ def init(
                               trust_remote_code=trust_remote_code)
         manifest = {"command": "embed init", "model": model, "tokenizer": str(tokenizer), "seed": seed,
                     "metrics": metrics, "versions": library_versions()}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_json(tmp / MANIFEST, manifest)
     typer.echo(f"{method}: {metrics['new_rows']} new rows ({metrics['fallback_rows']} from the mean row), "
                f"{metrics['kept_rows']} kept → {out}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +24,7 @@ def lep(
     """Learned Embedding Propagation: the adapted base's embeddings mapped into its instruct sibling."""
     from langadapt.errors import LangadaptError
     from langadapt.lep.propagate import lep_model
-    from langadapt.runstore import library_versions, staged_output
+    from langadapt.runstore import MANIFEST, library_versions, staged_output, write_json
 
     if method not in ("swap", "overlap", "conversion"):
         raise LangadaptError(f"unknown --method '{method}' — choose swap, overlap or conversion")
@@ -34,7 +33,7 @@ def lep(
                             trust_remote_code=trust_remote_code)
         manifest = {"command": "lep", "base": base, "instruct": instruct, "donor": donor,
                     "metrics": metrics, "versions": library_versions()}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_json(tmp / MANIFEST, manifest)
     residuals = ", ".join(f"{name} {fit['residual']:.3g}" for name, fit in metrics["maps"].items())
     typer.echo(f"{method}: {metrics['propagated_rows']} rows propagated (fit residual {residuals}), "
                f"{metrics['chat_rows_copied']} chat rows from the instruct model → {out}")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from langadapt.embeddings.surgery import (
+    OUTPUT,
     all_finite,
     embedding_matrices,
     install_matrices,
@@ -121,7 +122,6 @@ class LepInputs:
     instruct_tokenizer: PreTrainedTokenizerBase
     donor_tokenizer: PreTrainedTokenizerBase
     token_map: TokenMap
-    tied: bool
 
 
 def _text_config(ref: str | Path, trust_remote_code: bool) -> Any:
@@ -196,7 +196,7 @@ def check_inputs(
         )
     if not tokenizers["instruct"].chat_template:
         log.warning("the instruct model has no chat template — the result keeps the donor's (if any)")
-    return LepInputs(tokenizers["base"], tokenizers["instruct"], tokenizers["donor"], token_map, tying["base"])
+    return LepInputs(tokenizers["base"], tokenizers["instruct"], tokenizers["donor"], token_map)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def propagate(
     method: LepMethod = "conversion",
 ) -> tuple[PreTrainedTokenizerBase, dict[str, Any]]:
     """Turn `instruct_model` (in place) into LEP's result; returns its tokenizer and the metrics."""
-    instruct_matrices = {name: w.clone() for name, w in embedding_matrices(instruct_model).items()}
+    instruct_matrices = embedding_matrices(instruct_model)  # only read: the new matrices are built beside them
     if set(instruct_matrices) != set(base_matrices) or set(donor_matrices) != set(base_matrices):
         raise LangadaptError("the base, instruct and donor models disagree on tied embeddings — they must all "
                              "come from the same base")
@@ -274,7 +274,7 @@ def propagate(
     install_matrices(instruct_model, new_matrices)
     remap_token_ids(instruct_model, inputs.instruct_tokenizer, tokenizer)
     metrics.update(
-        tied=inputs.tied,
+        tied=OUTPUT not in instruct_matrices,
         vocab_size=len(tokenizer),
         propagated_rows=n_donor,
         new_rows=len(token_map.new_ids()),

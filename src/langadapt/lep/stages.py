@@ -15,7 +15,6 @@ from typing import Any
 from langadapt.config import RunConfig
 from langadapt.errors import LangadaptError
 from langadapt.pipeline import StageContext, stage
-from langadapt.vocab.token_map import FILENAME as TOKEN_MAP_FILE
 
 
 def _preflight(cfg: RunConfig) -> None:
@@ -37,7 +36,7 @@ def lep_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
 
     assert cfg.lep is not None and cfg.models.instruct is not None  # the preflight said so
     donor = Path(ctx.model_from("cpt", "embed"))
-    token_map = donor if (donor / TOKEN_MAP_FILE).exists() else ctx.inputs["embed"] / "model"
+    token_map = ctx.inputs["embed"] / "model"  # the embed stage's tokenizer map; cpt keeps that tokenizer
     ctx.log.info("LEP %s: base %s, instruct %s, donor %s", cfg.lep.method, cfg.models.base, cfg.models.instruct,
                  donor)
     metrics = lep_model(

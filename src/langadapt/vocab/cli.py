@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -54,32 +52,27 @@ def train(
     """Build a tokenizer folder (AutoTokenizer loads it) with token_map.json and manifest.json inside."""
     import logging
 
-    from langadapt.errors import LangadaptError
-    from langadapt.runstore import library_versions
+    from langadapt.runstore import MANIFEST, library_versions, staged_output, write_json
     from langadapt.vocab.base import BaseTokenizer
     from langadapt.vocab.build import build_vocabulary, save_vocabulary
 
     log = logging.getLogger("langadapt.vocab")
     out = out.expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise LangadaptError(f"--out '{out}' already exists — choose a new folder or remove it")
-    started = time.perf_counter()
-    base_tokenizer = BaseTokenizer.load(base, trust_remote_code=trust_remote_code)
-    texts, read = _documents(corpus, text_field, max_documents)
-    english_texts, english_read = _documents(english, english_field, english_documents, "english") if english else (None, None)
-    vocabulary = build_vocabulary(
-        base_tokenizer, texts, method=method, vocab_size=vocab_size, keep=keep, english=english_texts,
-        merges=merges, min_frequency=min_frequency,
-    )
-    if read.invalid_utf8 or read.invalid_json:
-        log.warning("skipped %d non-UTF-8 and %d malformed lines of %s", read.invalid_utf8, read.invalid_json, corpus)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged_output(out) as tmp:
+        started = time.perf_counter()
+        base_tokenizer = BaseTokenizer.load(base, trust_remote_code=trust_remote_code)
+        texts, read = _documents(corpus, text_field, max_documents)
+        english_texts, english_read = (
+            _documents(english, english_field, english_documents, "english") if english else (None, None)
+        )
+        vocabulary = build_vocabulary(
+            base_tokenizer, texts, method=method, vocab_size=vocab_size, keep=keep, english=english_texts,
+            merges=merges, min_frequency=min_frequency,
+        )
+        if read.invalid_utf8 or read.invalid_json:
+            log.warning("skipped %d non-UTF-8 and %d malformed lines of %s", read.invalid_utf8, read.invalid_json, corpus)
         save_vocabulary(vocabulary, base_tokenizer, tmp)
-        manifest = {
+        write_json(tmp / MANIFEST, {
             "command": "vocab train", "base": base, "corpus": corpus, "text_field": text_field,
             "english": english, "method": method, "vocab_size": vocab_size, "keep": keep, "merges": merges,
             "min_frequency": min_frequency, "family": base_tokenizer.family, "build": vocabulary.info,
@@ -87,13 +80,7 @@ def train(
                      "invalid_json": read.invalid_json, "missing_field": read.missing_field,
                      **({"english_documents": english_read.documents} if english_read else {})},
             "versions": library_versions(), "wall_seconds": round(time.perf_counter() - started, 3),
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()  # an empty folder, checked above
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        })
     info = vocabulary.info
     typer.echo(f"{method}: {info['vocab_size']} tokens ({info['new_tokens']} new) → {out}")
 
