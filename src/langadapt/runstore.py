@@ -89,6 +89,14 @@ class RunStore:
         self.root = Path(root)
         self._lock_handle: Any = None
 
+    @classmethod
+    def existing(cls, run_dir: str | Path) -> RunStore:
+        """The store of a run folder that must already exist (for readers: status, report)."""
+        store = cls(run_dir)
+        if not store.root.is_dir():
+            raise LangadaptError(f"'{run_dir}' is not a run folder — pass the output_dir of a run (e.g. runs/demo-eu)")
+        return store
+
     # ----------------------------------------------------------------------------------------------------
     # Opening the store for writing.
     # ----------------------------------------------------------------------------------------------------

@@ -12,9 +12,7 @@ from langadapt.runstore import RunStore
 
 def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
     """One row per stage of the latest run (planned stages first, then any other complete stage folder)."""
-    store = RunStore(run_dir)
-    if not store.root.is_dir():
-        raise LangadaptError(f"'{run_dir}' is not a run folder — pass the output_dir of a run (e.g. runs/demo-eu)")
+    store = RunStore.existing(run_dir)
     saved = store.run_config()
     planned = list(saved["stages"]) if saved else []
     present = [name for name in PIPELINE if store.manifest(name) is not None and name not in planned]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -127,15 +126,14 @@ def compare_command(
 ) -> None:
     """A table of the reports' headline numbers, one row per model."""
     from langadapt.evaluate.runner import comparison_csv, comparison_markdown, read_reports
+    from langadapt.runstore import write_text_atomic
 
     loaded = read_reports([r for r in reports if r.name not in ("manifest.json",)])
     table = comparison_csv(loaded) if csv else comparison_markdown(loaded)
     if out is None:
         typer.echo(table, nl=False)
         return
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(table, encoding="utf-8")
-    tmp.replace(out)
+    write_text_atomic(out, table)
 
 
 @eval_app.command("lm-eval")

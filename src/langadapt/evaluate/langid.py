@@ -18,13 +18,6 @@ def detect_languages(texts: list[str]) -> list[str | None]:
     return [lang.iso_code_639_1.name.lower() if lang is not None else None for lang in found]
 
 
-def language_share(texts: list[str], language: str) -> float:
-    """Share of `texts` detected as `language` (ISO 639-1)."""
-    if not texts:
-        return 0.0
-    return sum(code == language for code in detect_languages(texts)) / len(texts)
-
-
 def warn_if_not(texts: list[str], language: str, what: str, sample: int = 200) -> str | None:
     """Warn (and return the detected code) when most of `texts` are not in the declared language."""
     codes = [code for code in detect_languages(texts[:sample]) if code]

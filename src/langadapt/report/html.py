@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from langadapt.errors import LangadaptError
-from langadapt.pipeline import PIPELINE
+from langadapt.pipeline import PIPELINE, headline_metrics
 from langadapt.runstore import RunStore, now_iso
 
 
@@ -44,9 +44,7 @@ class RunView:
 
 
 def load_run(run_dir: str | Path, *, exclude: tuple[str, ...] = ()) -> RunView:
-    store = RunStore(run_dir)
-    if not store.root.is_dir():
-        raise LangadaptError(f"'{run_dir}' is not a run folder — pass the output_dir of a run (e.g. runs/demo-eu)")
+    store = RunStore.existing(run_dir)
     saved = store.run_config() or {}
     config = saved.get("config", {})
     view = RunView(store.root, config.get("name", store.root.name), config)
@@ -100,8 +98,7 @@ def _overview(run: RunView) -> str:
 def _stages_table(run: RunView) -> str:
     rows = []
     for name, manifest in run.manifests.items():
-        summary = manifest.get("metrics", {}).get("summary", {}) or {}
-        headline = ", ".join(f"{k} = {_fmt(v)}" for k, v in summary.items())
+        headline = ", ".join(f"{k} = {_fmt(v)}" for k, v in headline_metrics(manifest).items())
         rows.append([name, manifest.get("ended_at", ""), _seconds(manifest.get("wall_seconds")), headline])
     return "<section><h2>Stages</h2>" + _table(["stage", "ended", "wall", "headline"], rows) + "</section>"
 
