@@ -75,7 +75,7 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
         raise ConfigError(f"config file '{path}' does not exist — check the path (e.g. examples/demo-eu.yaml)")
     if path.is_dir():
         raise ConfigError(f"config '{path}' is a folder — pass the YAML file inside it")
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if overrides:
         data.update(overrides)
     return validate_config(data, base_dir=path.resolve().parent, source=str(path))
@@ -109,7 +109,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """A YAML file; bad YAML, duplicate keys and non-UTF-8 text become one-line ConfigErrors."""
     try:
         with path.open(encoding="utf-8") as handle:
             data = yaml.load(handle, Loader=_UniqueKeyLoader)

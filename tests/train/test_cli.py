@@ -49,6 +49,21 @@ def test_bad_settings_are_one_line(overrides: list[str], needle: str) -> None:
     assert needle in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("cpt: {max_steps: 2\n", "invalid YAML at line"),
+        ("cpt: {max_steps: 2}\ncpt: {max_steps: 3}\n", "duplicate key 'cpt'"),
+    ],
+)
+def test_a_broken_config_file_is_one_line(tmp_path: Path, text: str, needle: str) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    with pytest.raises(LangadaptError) as info:
+        section_from(config, "cpt", CptConfig, [])
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
 def test_bad_input_writes_nothing(tmp_path: Path, tiny_llama: Path, packed_eu: Path) -> None:
     out = tmp_path / "out"
     result = invoke("--model", str(tiny_llama), "--data", str(tmp_path / "nope"), "--out", str(out))

@@ -83,7 +83,7 @@ def check_model_folder(
         if not 0 <= token_id < vocab_size:
             report.error(f"generation_config eos id {token_id} is outside the vocabulary (0..{vocab_size - 1})")
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        for token_id in _ids(getattr(text_config, key, None)):
+        for token_id in token_id_list(getattr(text_config, key, None)):
             if not 0 <= token_id < vocab_size:
                 report.error(f"config.{key} {token_id} is outside the vocabulary (0..{vocab_size - 1})")
     if tokenizer is not None:
@@ -221,10 +221,11 @@ def _generation_eos_ids(folder: Path, config: Any, report: CheckReport) -> set[i
             return set()
     else:
         value = getattr(config.get_text_config(), "eos_token_id", None)
-    return set(_ids(value))
+    return set(token_id_list(value))
 
 
-def _ids(value: Any) -> list[int]:
+def token_id_list(value: Any) -> list[int]:
+    """A config's token-id setting (an id, a list of ids or None) as a list of ints."""
     if value is None:
         return []
     return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]

@@ -147,16 +147,17 @@ def section_from(
     """The validated section (from a run config or a bare section file, with --set overrides and --data files)
     and the run-level values the verbs use: seed, target language, models."""
     import yaml
-    from pydantic import ValidationError
+    from pydantic import TypeAdapter, ValidationError
 
-    from langadapt.config import describe_errors
+    from langadapt.config import describe_errors, read_yaml
+    from langadapt.schema import ModelRef
 
     loaded: dict[str, Any] = {}
     base_dir = Path.cwd()
     if config is not None:
         if not config.is_file():
             raise LangadaptError(f"--config '{config}' is not a file — pass a run config or a YAML with a {section}: section")
-        loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        loaded = read_yaml(config)
         if not isinstance(loaded, dict):
             raise LangadaptError(f"--config '{config}' must be a mapping with a {section}: section")
         base_dir = config.resolve().parent
@@ -176,7 +177,10 @@ def section_from(
         settings = schema.model_validate(values, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise LangadaptError(f"{section} settings: " + "; ".join(describe_errors(exc, schema))) from None
-    models = {key: _model_ref(value, base_dir) for key, value in (loaded.get("models") or {}).items()}
+    # Model references resolve as in a run config: a relative folder is taken from the config's folder.
+    model_ref = TypeAdapter(ModelRef)
+    models = {key: model_ref.validate_python(value, context={"base_dir": base_dir}) if isinstance(value, str) else value
+              for key, value in (loaded.get("models") or {}).items()}
     run = {
         "seed": int(loaded.get("seed", 42)),
         "language": loaded.get("target_language", "en"),
@@ -185,13 +189,6 @@ def section_from(
         "trust_remote_code": bool(models.get("trust_remote_code", False)),
     }
     return settings, run
-
-
-def _model_ref(value: Any, base_dir: Path) -> Any:
-    """A config's model reference with a relative folder taken from the config's folder, as `langadapt run` does."""
-    if isinstance(value, str) and not value.startswith("builtin:") and (base_dir / value).exists():
-        return str((base_dir / value).resolve())
-    return value
 
 
 def _run_job(model: str, out: Path, run: dict[str, Any], train: Callable[[Any], dict[str, Any]], name: str,

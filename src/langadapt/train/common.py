@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import ProgressCallback, Trainer, TrainerCallback
 
+from langadapt.embeddings.surgery import is_tied
 from langadapt.errors import LangadaptError
 
 if TYPE_CHECKING:
@@ -102,11 +103,6 @@ def load_model_for_training(
 # --------------------------------------------------------------------------------------------------------
 
 
-def embeddings_are_tied(model: PreTrainedModel) -> bool:
-    head = model.get_output_embeddings()
-    return head is not None and head.weight is model.get_input_embeddings().weight
-
-
 def embedding_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The trainable parameters of the input embeddings and the LM head — one tensor when they are tied.
 
@@ -169,7 +165,7 @@ def add_lora(
         target_modules=settings.target_modules,
         layers_to_transform=layers,
         modules_to_save=modules_to_save,
-        ensure_weight_tying=train_embeddings and embeddings_are_tied(model),
+        ensure_weight_tying=train_embeddings and is_tied(model),
         task_type="CAUSAL_LM",
     )
     try:

@@ -40,16 +40,18 @@ from langadapt.data.instruct import (
     write_conversations,
 )
 from langadapt.errors import LangadaptError
-from langadapt.train.check import CheckReport, assert_model_folder, chat_end_token
+from langadapt.train.check import CheckReport, assert_model_folder, chat_end_token, token_id_list
 from langadapt.train.common import (
     CheckpointPolicy,
     ThroughputProgress,
     TrainerExtras,
     add_lora,
     checkpoint_step,
+    count_parameters,
     device_flags,
     friendly_training_errors,
     last_complete_checkpoint,
+    load_model_for_training,
     loss_curve,
     oom_advice,
     precision_flags,
@@ -316,7 +318,6 @@ def new_token_ids(tokenizer: PreTrainedTokenizerBase, original: PreTrainedTokeni
 
 def prepare_model(model: PreTrainedModel, settings: TuningConfig, *, train_embeddings: bool) -> torch.nn.Module:
     """The model to train: LoRA-wrapped (mode lora) or as is with every weight trainable (mode full)."""
-    model.config.use_cache = False
     if settings.mode == "full":
         model.requires_grad_(True)
         return model
@@ -411,8 +412,7 @@ def training_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def align_generation_eos(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Make generation stop on the tokenizer's EOS and on the chat template's end-of-turn token."""
-    current = model.generation_config.eos_token_id
-    ids = list(current) if isinstance(current, (list, tuple)) else ([current] if current is not None else [])
+    ids = token_id_list(model.generation_config.eos_token_id)
     extra = [tokenizer.eos_token_id]
     if getattr(tokenizer, "chat_template", None):
         end = chat_end_token(tokenizer)
@@ -507,10 +507,10 @@ class PreparedModel:
 
 def load_for_tuning(job: TuningJob, settings: TuningConfig) -> PreparedModel:
     """Load model + tokenizer, check they agree, give it a chat template, wrap it for training."""
-    from langadapt.models import load_model, load_tokenizer
+    from langadapt.models import load_tokenizer
 
     tokenizer = load_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
-    model = load_model(job.model, trust_remote_code=job.trust_remote_code)
+    model = load_model_for_training(job.model, trust_remote_code=job.trust_remote_code)
     check_vocab_match(model, tokenizer, job.tokenizer)
     added = ensure_chat_template(model, tokenizer, settings.chat_template)
     if tokenizer.pad_token is None:
@@ -520,10 +520,9 @@ def load_for_tuning(job: TuningJob, settings: TuningConfig) -> PreparedModel:
     train_embeddings = settings.mode == "full" or resolve_train_embeddings(settings, bool(new))
     snapshot = row_snapshot(model, new)
     wrapped = prepare_model(model, settings, train_embeddings=train_embeddings)
-    trainable = {id(p): p.numel() for p in wrapped.parameters() if p.requires_grad}
     facts = {
         "mode": settings.mode, "train_embeddings": train_embeddings,
-        "new_tokens": len(new), "chat_tokens_added": added, "trainable_parameters": sum(trainable.values()),
+        "new_tokens": len(new), "chat_tokens_added": added, "trainable_parameters": count_parameters(wrapped)["trainable"],
     }
     log.info("%s: %s, %d new tokens, train embeddings: %s, %d trainable parameters", job.model, settings.mode,
              len(new), train_embeddings, facts["trainable_parameters"])
