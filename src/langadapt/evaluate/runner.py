@@ -16,6 +16,9 @@ from langadapt.evaluate.config import EvalConfig, McTaskConfig
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from langadapt.evaluate.generate import PromptItem
+    from langadapt.evaluate.mc import McItem
+
 log = logging.getLogger("langadapt.eval")
 
 
@@ -42,6 +45,21 @@ class EvalInputs:
     target_language: str
     text_sets: list[TextSet] = field(default_factory=list)
     copy_texts: dict[str, list[str]] = field(default_factory=dict)
+    mc_items: dict[str, tuple[list[McItem], list[McItem]]] = field(default_factory=dict)  # (items, few-shot)
+    prompts: dict[str, list[PromptItem]] = field(default_factory=dict)
+
+
+def read_task_inputs(cfg: EvalConfig, inputs: EvalInputs) -> None:
+    """Read each MC and generation task file once, for every model: (items, shots) and prompts."""
+    from langadapt.evaluate.generate import read_prompt_file
+    from langadapt.evaluate.mc import read_mc_file
+
+    for name, task in cfg.mc.items():
+        items = read_mc_file(task.path, name)[: task.max_items]
+        shots = read_mc_file(task.fewshot_path, f"{name} few-shot")[: task.num_fewshot] if task.fewshot_path else []
+        inputs.mc_items[name] = (items, shots)
+    for name, task in cfg.generate.items():
+        inputs.prompts[name] = read_prompt_file(task.path, name)[: task.max_items]
 
 
 def read_text_file(path: str | Path, field: str = "text", limit: int | None = None) -> list[str]:
@@ -62,11 +80,9 @@ def _chat(setting: bool | str, spec: ModelSpec, tokenizer: PreTrainedTokenizerBa
 
 
 def run_mc_task(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str, task: McTaskConfig,
-                language: str, chat: bool, batch_tokens: int) -> dict[str, Any]:
-    from langadapt.evaluate.mc import McFormat, evaluate_mc, read_mc_file
+                items: list[McItem], shots: list[McItem], language: str, chat: bool, batch_tokens: int) -> dict[str, Any]:
+    from langadapt.evaluate.mc import McFormat, evaluate_mc
 
-    items = read_mc_file(task.path, name)[: task.max_items]
-    shots = read_mc_file(task.fewshot_path, f"{name} few-shot")[: task.num_fewshot] if task.fewshot_path else []
     fmt = McFormat(language=task.language or language, answer_format=task.answer_format,
                    answer_prefix=task.answer_prefix, chat_template=chat,
                    **({"template": task.template} if task.template else {}))
@@ -79,7 +95,7 @@ def evaluate_model(spec: ModelSpec, cfg: EvalConfig, inputs: EvalInputs, *, trus
     """Load `spec`'s model once and run the configured measurements; returns the report."""
     from langadapt.evaluate.bpc import bits_per_character
     from langadapt.evaluate.copy import copy_task
-    from langadapt.evaluate.generate import JudgeConfig, generate_task, read_prompt_file
+    from langadapt.evaluate.generate import JudgeConfig, generate_task
     from langadapt.models import load_model, load_tokenizer, model_summary, resolve
 
     folder = resolve(spec.ref, trust_remote_code=trust_remote_code)
@@ -103,8 +119,8 @@ def evaluate_model(spec: ModelSpec, cfg: EvalConfig, inputs: EvalInputs, *, trus
 
     report["mc"] = {}
     for name, task in cfg.mc.items():
-        outcome = run_mc_task(model, tokenizer, name, task, target, _chat(task.chat_template, spec, tokenizer),
-                              cfg.batch_tokens)
+        outcome = run_mc_task(model, tokenizer, name, task, *inputs.mc_items[name], target,
+                              _chat(task.chat_template, spec, tokenizer), cfg.batch_tokens)
         report["mc"][name] = outcome
         for scoring, accuracy in outcome["accuracy"].items():
             headline[f"mc:{name} {scoring}"] = round(accuracy, 4)
@@ -124,8 +140,7 @@ def evaluate_model(spec: ModelSpec, cfg: EvalConfig, inputs: EvalInputs, *, trus
     report["generate"] = {}
     judge = JudgeConfig(cfg.judge.url, cfg.judge.model, cfg.judge.api_key_env) if cfg.judge else None
     for name, task in cfg.generate.items():
-        items = read_prompt_file(task.path, name)[: task.max_items]
-        outcome = generate_task(model, tokenizer, items, language=task.language or target, chat_template=chat_copy,
+        outcome = generate_task(model, tokenizer, inputs.prompts[name], language=task.language or target, chat_template=chat_copy,
                                 max_new_tokens=task.max_new_tokens, judge=judge)
         report["generate"][name] = outcome
         headline[f"gen:{name} {task.language or target} rate"] = outcome["target_language_rate"]

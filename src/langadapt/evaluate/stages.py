@@ -24,6 +24,7 @@ from langadapt.evaluate.runner import (
     comparison_csv,
     comparison_markdown,
     evaluate_model,
+    read_task_inputs,
     read_text_file,
 )
 from langadapt.pipeline import StageContext, stage
@@ -116,7 +117,7 @@ def _read_texts(data_dir: Path, name: str, limit: int | None) -> list[str]:
 
 
 def eval_inputs(cfg: RunConfig, data_dir: Path) -> EvalInputs:
-    """Read the held-out texts once: the BPC text sets and each copy task's texts."""
+    """Read what every model is evaluated on once: the BPC text sets, each copy task's texts, the task files."""
     from langadapt.evaluate.langid import warn_if_not
 
     section: EvalConfig = cfg.eval  # type: ignore[assignment]
@@ -135,6 +136,7 @@ def eval_inputs(cfg: RunConfig, data_dir: Path) -> EvalInputs:
             raise LangadaptError(f"eval.copy.{name}: no text has between {task.min_chars} and {task.max_chars} "
                                  "characters — widen min_chars/max_chars")
         inputs.copy_texts[name] = chosen[: task.max_items]
+    read_task_inputs(section, inputs)
     return inputs
 
 
