@@ -12,7 +12,6 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from langadapt.data.corpus import TextWriter, corpus_file, eval_file
 from langadapt.data.dedup import NearDuplicateIndex, exact_hash
 from langadapt.data.langid import LanguageIdentifier
 from langadapt.data.sources import ReadStats, iter_documents
-from langadapt.data.stats import TextStats
+from langadapt.data.stats import TextStats, batches
 from langadapt.errors import LangadaptError
 
 if TYPE_CHECKING:
@@ -136,7 +135,7 @@ class Ingestor:
         """Normalise the held-out texts (no filters: they are what later stages measure on)."""
         report = SourceReport(kept=TextStats(self.tokenizer))
         cleaner = Cleaner(self.cfg.clean)
-        for batch in _batches(iter_documents(source, name, report.read, source.max_documents), BATCH):
+        for batch in batches(iter_documents(source, name, report.read, source.max_documents), BATCH):
             texts = []
             for raw in batch:
                 text = cleaner.normalize(raw)
@@ -163,7 +162,7 @@ class Ingestor:
         min_confidence = self.cfg.langid.min_confidence if self.cfg.langid else 0.0
         limit = source.max_documents
         documents = _cleaned(cleaner, iter_documents(source, name, report.read))
-        for batch in _batches(documents, BATCH):
+        for batch in batches(documents, BATCH):
             candidates = [text for text, _, why in batch if why is None]
             languages = iter(self.langid.identify(candidates)) if self.langid is not None else None
             kept: list[str] = []
@@ -221,12 +220,6 @@ def _cleaned(cleaner: Cleaner, texts: Iterator[str]) -> Iterator[tuple[str, bool
     for text in texts:
         cleaned = cleaner.normalize(text)
         yield cleaned, cleaned != text, cleaner.rejection(cleaned)
-
-
-def _batches(items: Iterator, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 def _nothing_left(name: str, source: SourceConfig, report: SourceReport) -> str:

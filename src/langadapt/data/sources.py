@@ -83,35 +83,35 @@ def iter_documents(
 ) -> Iterator[str]:
     """Yield the text of each document of a source, in file order (at most `limit`)."""
     stats = stats if stats is not None else ReadStats()
-    if is_hub_source(source):
-        stats.files.append(f"hub:{source.path}")
-        for text in _iter_hub(source, name):
+    for label, documents in _readers(source, name, stats):
+        stats.files.append(label)
+        for text in documents:
             stats.documents += 1  # counted before the yield: a paused reader has read what it yielded
             yield text
             if limit is not None and stats.documents >= limit:
                 return
+
+
+def _readers(source: SourceConfig, name: str, stats: ReadStats) -> Iterator[tuple[str, Iterator[str]]]:
+    """(label, documents) of the hub dataset or of each file, opened one after the other."""
+    if is_hub_source(source):
+        yield f"hub:{source.path}", _iter_hub(source, name)
         return
     for path in source_files(source, name):
-        stats.files.append(str(path))
         fmt = _format_of(path, source.format)
         if fmt == "jsonl":
-            documents = _iter_jsonl(path, source.text_field, name, stats)
+            yield str(path), _iter_jsonl(path, source.text_field, name, stats)
         elif fmt == "txt":
-            documents = _iter_txt(path, stats)
+            yield str(path), _iter_txt(path, stats)
         elif fmt == "parquet":
-            documents = _iter_parquet(path, source.text_field, name)
+            yield str(path), _iter_parquet(path, source.text_field, name)
         elif fmt == "arrow":
-            documents = _iter_arrow(path, source.text_field, name)
+            yield str(path), _iter_arrow(path, source.text_field, name)
         else:
             raise LangadaptError(
                 f"data source '{name}': cannot tell the format of '{path}' — name it *.jsonl[.gz], *.txt[.gz] "
                 "or *.parquet, or set data.sources.<name>.format"
             )
-        for text in documents:
-            stats.documents += 1
-            yield text
-            if limit is not None and stats.documents >= limit:
-                return
 
 
 def _open_text_lines(path: Path, stats: ReadStats) -> Iterator[str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -37,14 +38,16 @@ class TextStats:
         return stats
 
 
+def batches(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of `size` items (the last one shorter) from any iterable, read lazily."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
 def text_stats(texts: Iterable[str], tokenizer: PreTrainedTokenizerBase | None = None, batch_size: int = 512) -> dict[str, Any]:
     """`TextStats` over an iterable of texts, read in batches."""
     stats = TextStats(tokenizer)
-    batch: list[str] = []
-    for text in texts:
-        batch.append(text)
-        if len(batch) >= batch_size:
-            stats.add(batch)
-            batch = []
-    stats.add(batch)
+    for batch in batches(texts, batch_size):
+        stats.add(batch)
     return stats.as_dict()

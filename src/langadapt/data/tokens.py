@@ -15,13 +15,13 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from langadapt.data.corpus import read_texts
+from langadapt.data.stats import batches
 from langadapt.errors import LangadaptError
 
 if TYPE_CHECKING:
@@ -113,8 +113,7 @@ def _write_entry(
     try:
         features = Features({"input_ids": List(Value("int32"))})
         with ArrowWriter(features=features, path=str(tmp / TOKENS_FILE)) as writer:
-            texts = read_texts(path)
-            while batch := list(islice(texts, batch_size)):
+            for batch in batches(read_texts(path), batch_size):
                 encoded = tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]
                 rows = [prefix + ids + [eos] for ids in encoded]
                 writer.write_batch({"input_ids": rows})
