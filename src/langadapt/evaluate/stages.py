@@ -140,8 +140,8 @@ def eval_inputs(cfg: RunConfig, data_dir: Path) -> EvalInputs:
     return inputs
 
 
-@stage("eval", needs=("data",), after=STAGE_MODELS, uses=("models", "target_language", "data.eval_sources"),
-       external_inputs=_task_files, preflight=_preflight)
+@stage("eval", config=EvalConfig, needs=("data",), consumes=("model",),
+       uses=("models", "target_language", "data.eval_sources"), external_inputs=_task_files, preflight=_preflight)
 def eval_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     specs, skipped = model_specs(cfg, ctx.inputs)
     if skipped:
