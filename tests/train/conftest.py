@@ -175,7 +175,8 @@ class TrainedRun:
 
 def train_sft(start: Path, original: Path, out: Path, *, conversations=None, **settings) -> TrainedRun:
     from langadapt.train.config import SftConfig
-    from langadapt.train.sft import TuningJob, run_sft
+    from langadapt.train.sft import run_sft
+    from langadapt.train.tuning import TuningJob
 
     values = {"copy_task": {"count": 1}, "max_steps": 30, "batch_size": 8, "learning_rate": 1e-2, "logging_steps": 5}
     if settings.get("mode", "lora") == "lora":
