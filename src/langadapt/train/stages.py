@@ -54,6 +54,11 @@ def _cpt_preflight(cfg: RunConfig) -> None:
         close = difflib.get_close_matches(cfg.cpt.optimizer, known, n=3)
         hint = f"did you mean {' or '.join(close)}?" if close else "e.g. adamw_torch_fused, adamw_torch, adamw_8bit"
         raise LangadaptError(f"cpt.optimizer '{cfg.cpt.optimizer}' is not a transformers optimizer — {hint}")
+    if cfg.cpt.max_steps is not None:  # else the step count depends on the packed data: checked when cpt starts
+        from langadapt.train.common import schedule_arguments
+
+        schedule_arguments(cfg.cpt.schedule, warmup_steps=cfg.cpt.warmup_steps, total_steps=cfg.cpt.max_steps,
+                           decay_ratio=cfg.cpt.decay_ratio, min_lr_ratio=cfg.cpt.min_lr_ratio)
     config_file = cfg.cpt.launch.config_file
     if config_file is not None and not Path(config_file).is_file():
         raise LangadaptError(f"cpt.launch.config_file '{config_file}' does not exist — see configs/accelerate/")
