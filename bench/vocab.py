@@ -99,7 +99,7 @@ def training_cost(repeat: int) -> dict:
     """Run in a child process so peak memory is this job's own: a 32k BPE on the Basque train split."""
     from langadapt.models import load_tokenizer
     from langadapt.vocab.base import BaseTokenizer
-    from langadapt.vocab.train import count_words, train_target
+    from langadapt.vocab.tokenizer_training import count_words, train_target
 
     train = SHARED_DATA / FILES["eu"][0]
     base = BaseTokenizer.from_hf(load_tokenizer("builtin:smollm2-135m-instruct"))

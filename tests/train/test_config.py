@@ -25,3 +25,5 @@ def test_schedule_keys_where_they_apply_are_accepted() -> None:
     assert CptConfig(schedule="wsd", decay_ratio=0.2, min_lr_ratio=0.1).decay_ratio == 0.2
     assert CptConfig(schedule="cosine", min_lr_ratio=0.1).min_lr_ratio == 0.1
     assert CptConfig(schedule="constant").decay_ratio == 0.1  # defaults are not "set"
+    dumped = CptConfig(schedule="cosine").model_dump(mode="json")
+    assert CptConfig.model_validate(dumped).schedule == "cosine"  # a dump with its defaults reads back

@@ -14,7 +14,7 @@ from langadapt.errors import LangadaptError
 from langadapt.vocab.base import BYTE_TOKENS, BaseTokenizer, BpeParts
 from langadapt.vocab.build import build_vocabulary, save_vocabulary
 from langadapt.vocab.token_map import TokenMap
-from langadapt.vocab.train import continue_merges
+from langadapt.vocab.tokenizer_training import continue_merges
 from tests import tiny
 from tests.vocab.conftest import FAMILIES
 

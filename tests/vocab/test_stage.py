@@ -80,7 +80,7 @@ def test_optimized_stage_samples_english_sources(tmp_path: Path, byte_level_toke
         ({"methd": "bpe"}, ConfigError, "did you mean 'method'"),
         # keys that would be accepted and silently ignored
         ({"method": "bpe", "merges": "prepend"}, ConfigError, "'merges' only applies to method 'extended' or"),
-        ({"method": "unigram", "merges": "continue"}, ConfigError, "'merges' only applies"),
+        ({"method": "unigram", "merges": "append"}, ConfigError, "'merges' only applies"),
         ({"method": "extended", "english_sources": ["english"]}, ConfigError,
          "'english_sources' only applies to method 'optimized', not 'extended'"),
         ({"english_documents": 10}, ConfigError, "'english_documents' only applies to method 'optimized'"),

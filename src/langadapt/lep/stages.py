@@ -15,8 +15,8 @@ from typing import Any
 from langadapt.config import RunConfig
 from langadapt.errors import LangadaptError
 from langadapt.lep.config import LepConfig
-from langadapt.train.config import CptConfig
 from langadapt.pipeline import StageContext, stage
+from langadapt.train.config import CptConfig
 
 
 def _preflight(cfg: RunConfig) -> None:

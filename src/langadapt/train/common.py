@@ -36,7 +36,7 @@ from langadapt.errors import LangadaptError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from langadapt.train.config import LoraSettings
+    from langadapt.train.config import LoraConfig
 
 log = logging.getLogger("langadapt.train")
 
@@ -131,7 +131,7 @@ def without_stale_deprecations() -> Iterator[None]:
 
 
 def add_lora(
-    model: PreTrainedModel, settings: LoraSettings, *, train_embeddings: bool, layers: list[int] | None = None
+    model: PreTrainedModel, settings: LoraConfig, *, train_embeddings: bool, layers: list[int] | None = None
 ) -> torch.nn.Module:
     """Wrap `model` with LoRA adapters (on `layers` only, when given; negative counts from the end); the
     embeddings and head train in full when `train_embeddings`.
@@ -139,7 +139,8 @@ def add_lora(
     Tied models keep one shared trainable matrix (`ensure_weight_tying`), so new tokens learn once and the
     merged model stays tied — the failure LLaMA-Factory users hit with two diverging copies (#6446).
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
 
     if layers is not None:
         count = model.config.get_text_config().num_hidden_layers
@@ -153,7 +154,7 @@ def add_lora(
         if head is None:
             raise LangadaptError(f"{type(model).__name__} has no LM head — set lora.train_embeddings: false")
         modules_to_save = sorted({_module_name(model, model.get_input_embeddings()), _module_name(model, head)})
-    config = LoraConfig(
+    config = PeftLoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,

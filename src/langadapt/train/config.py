@@ -15,7 +15,7 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Reporter = Literal["tensorboard", "wandb", "trackio", "none"]
 
 
-class LoraSettings(Section):
+class LoraConfig(Section):
     """LoRA adapters on the transformer body; merged into the weights at the end of training."""
 
     r: int = Field(default=64, ge=1)
@@ -29,7 +29,7 @@ class LoraSettings(Section):
     )
 
 
-class LaunchSettings(Section):
+class LaunchConfig(Section):
     """How `langadapt run` starts the training processes (one process in-line by default)."""
 
     num_processes: int = Field(default=1, ge=1, description="processes (GPUs) to train on")
@@ -78,29 +78,32 @@ class CptConfig(Section):
     logging_steps: int = Field(default=10, ge=1)
     report_to: list[Reporter] = Field(default_factory=lambda: ["tensorboard"])
     dataloader_workers: int = Field(default=0, ge=0)
-    lora: LoraSettings | None = Field(default=None, description="LoRA settings (mode: lora)")
-    launch: LaunchSettings = Field(default_factory=LaunchSettings)
+    lora: LoraConfig | None = Field(default=None, description="LoRA settings (mode: lora)")
+    launch: LaunchConfig = Field(default_factory=LaunchConfig)
 
     @model_validator(mode="after")
     def _lora_only_with_lora_mode(self) -> CptConfig:
         if self.lora is not None and self.mode != "lora":
             raise ValueError(f"a lora section is set but mode is '{self.mode}' — set mode: lora or remove lora")
-        if "decay_ratio" in self.model_fields_set and self.schedule != "wsd":
+        # Keys that would be ignored: refused when given a value of their own (a dumped config that is read
+        # back carries the defaults, which must still validate).
+        fields = type(self).model_fields
+        if self.decay_ratio != fields["decay_ratio"].default and self.schedule != "wsd":
             raise ValueError(f"'decay_ratio' only applies to schedule 'wsd', not '{self.schedule}' — remove it")
-        if "min_lr_ratio" in self.model_fields_set and self.schedule == "constant":
+        if self.min_lr_ratio != fields["min_lr_ratio"].default and self.schedule == "constant":
             raise ValueError("'min_lr_ratio' does not apply to schedule 'constant' (the LR never decays) — remove it")
         return self
 
     @property
-    def lora_settings(self) -> LoraSettings:
-        return self.lora or LoraSettings()
+    def lora_settings(self) -> LoraConfig:
+        return self.lora or LoraConfig()
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Instruction tuning and preference alignment.
 # ---------------------------------------------------------------------------------------------------------
 
-class TuningLora(LoraSettings):
+class TuningLoraConfig(LoraConfig):
     """LoRA on the transformer body for SFT/DPO: smaller defaults than CPT's, optionally on some layers only."""
 
     r: int = Field(default=16, ge=1)
@@ -119,7 +122,7 @@ class TuningConfig(Section):
     """Training settings shared by SFT and DPO."""
 
     mode: Literal["lora", "full"] = "lora"
-    lora: TuningLora = Field(default_factory=TuningLora)
+    lora: TuningLoraConfig = Field(default_factory=TuningLoraConfig)
     chat_template: str | None = Field(
         default=None,
         description="for a model without a chat template: 'chatml' or a .jinja file; ignored when it has one",
@@ -151,7 +154,7 @@ class TuningConfig(Section):
         return self
 
 
-class CopyTaskSettings(Section):
+class SftCopyTaskConfig(Section):
     """LEP calibration's copy task: target-language instructions to repeat a corpus text verbatim."""
 
     count: int = Field(default=1000, ge=1, description="examples to generate")
@@ -189,7 +192,7 @@ class JudgeSettings(Section):
     )
 
 
-class SelfCalibrationSettings(Section):
+class SelfCalibrationConfig(Section):
     """LEP self-calibration: the original instruct model answers prompts greedily; filtered answers become SFT data."""
 
     prompts: list[InputPath] = Field(min_length=1, description="files of prompts (any instruction format)")
@@ -208,8 +211,8 @@ class SftConfig(TuningConfig):
     """Instruction tuning / calibration: instruction files, the copy task and self-calibration, mixed."""
 
     data: list[InputPath] = Field(default_factory=list, description="instruction files (formats auto-detected)")
-    copy_task: CopyTaskSettings | None = None
-    self_calibration: SelfCalibrationSettings | None = None
+    copy_task: SftCopyTaskConfig | None = None
+    self_calibration: SelfCalibrationConfig | None = None
 
     @model_validator(mode="after")
     def _has_data(self) -> SftConfig:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from langadapt.errors import LangadaptError
 from langadapt.vocab.base import BYTE_TOKENS, BaseTokenizer, BpeParts
 from langadapt.vocab.token_map import TokenMap, vocab_hash
-from langadapt.vocab.train import TrainedTarget, continue_merges, count_words, train_target
+from langadapt.vocab.tokenizer_training import TrainedTarget, continue_merges, count_words, train_target
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -50,8 +50,8 @@ class VocabConfig(Section):
             raise ValueError(f"'keep' only applies to method 'optimized', not '{self.method}' — remove it")
         ignored = {"merges": ("extended", "optimized"), "english_sources": ("optimized",),
                    "english_documents": ("optimized",)}
-        for key, methods in ignored.items():
-            if key in self.model_fields_set and self.method not in methods:
+        for key, methods in ignored.items():  # a value of its own (a read-back dump carries the defaults)
+            if getattr(self, key) != type(self).model_fields[key].default and self.method not in methods:
                 raise ValueError(f"'{key}' only applies to method {' or '.join(repr(m) for m in methods)}, not "
                                  f"'{self.method}' — remove it")
         return self
