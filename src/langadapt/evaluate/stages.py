@@ -28,6 +28,7 @@ from langadapt.evaluate.runner import (
     read_text_file,
 )
 from langadapt.pipeline import StageContext, stage
+from langadapt.preflight import input_files_checked
 from langadapt.runstore import write_json
 
 
@@ -79,8 +80,6 @@ def _task_files(cfg: RunConfig) -> Iterable[str]:
 
 
 def _preflight(cfg: RunConfig) -> None:
-    from langadapt.evaluate.generate import read_prompt_file
-    from langadapt.evaluate.mc import read_mc_file
     from langadapt.models import check_model_ref
 
     section: EvalConfig = cfg.eval  # type: ignore[assignment]
@@ -93,6 +92,20 @@ def _preflight(cfg: RunConfig) -> None:
         if task.source is not None and task.source not in sources:
             raise LangadaptError(f"eval.copy.{name}.source '{task.source}' is not in data.eval_sources "
                                  f"({', '.join(sorted(sources)) or 'none'}) — add it there or fix the name")
+    if input_files_checked():
+        _task_files_preflight(section)
+    for ref in _extra_refs(section):
+        check_model_ref(ref, trust_remote_code=cfg.models.trust_remote_code)
+    if section.lm_eval is not None:
+        from langadapt.evaluate.harness import require_lm_eval
+
+        require_lm_eval()
+
+
+def _task_files_preflight(section: EvalConfig) -> None:
+    from langadapt.evaluate.generate import read_prompt_file
+    from langadapt.evaluate.mc import read_mc_file
+
     for name, mc in section.mc.items():
         read_mc_file(mc.path, name)
         if mc.fewshot_path:
@@ -102,12 +115,6 @@ def _preflight(cfg: RunConfig) -> None:
                                      f"holds {len(shots)} examples — lower num_fewshot or add examples")
     for name, generate in section.generate.items():
         read_prompt_file(generate.path, name)
-    for ref in _extra_refs(section):
-        check_model_ref(ref, trust_remote_code=cfg.models.trust_remote_code)
-    if section.lm_eval is not None:
-        from langadapt.evaluate.harness import require_lm_eval
-
-        require_lm_eval()
 
 
 def _read_texts(data_dir: Path, name: str, limit: int | None) -> list[str]:

@@ -62,8 +62,10 @@ def _print_variant(console: Console, variant: dict) -> None:
         trains = "" if stage["mode"] is None else (
             f"{stage['mode']}: {_count(stage['trained_parameters'])} of {_count(stage['parameters'])}")
         devices = "" if stage["mode"] is None else f"{stage['devices']} × {SCHEME_LABELS[stage['scheme']]}"
-        table.add_row(stage["stage"], _count(stage["tokens"]), trains, devices, _flops(stage.get("flops")),
-                      _duration(stage.get("wall_seconds")), ("" if memory is None else _gb(memory) + " GB") + fits)
+        priced = stage["mode"] is not None
+        table.add_row(stage["stage"], _count(stage["tokens"]), trains, devices,
+                      _flops(stage["flops"]) if priced else "", _duration(stage["wall_seconds"]) if priced else "",
+                      ("" if memory is None else _gb(memory) + " GB") + fits)
     console.print(table)
     for stage in variant["stages"]:
         console.print(f"  {stage['stage']} tokens: {stage['tokens_basis']}", highlight=False)
