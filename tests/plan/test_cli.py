@@ -97,3 +97,19 @@ def test_plan_prints_tables_and_refuses_an_unknown_model_in_one_line(tmp_path: P
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0 and len(lines) == 1, result.stderr
     assert "someorg/some-model" in lines[0] and "--model-config PATH" in lines[0]
+
+
+def test_plan_has_help_and_refuses_bad_options(tmp_path: Path) -> None:
+    assert "Usage" in invoke("plan", "--help")
+    seed = str(REPO / "examples" / "llama-eus.yaml")
+    for args, needle in ((["--gpu", "TPU9"], "unknown GPU 'TPU9' — choose one of: H100"),
+                         (["--mfu", "1.5"], "--mfu 1.5 must be a share")):
+        result = runner.invoke(app, ["plan", seed, *args])
+        assert isinstance(result.exception, LangadaptError) and needle in str(result.exception)
+    config = tmp_path / "lora.yaml"
+    config.write_text(f"name: x\noutput_dir: {tmp_path / 'run'}\ntarget_language: eu\n"
+                      "models: {base: meta-llama/Llama-3.1-8B}\n"
+                      "data: {sources: {eu: {path: someorg/corpus, format: hub}}}\n"
+                      "pack: {total_tokens: 100000}\ncpt: {mode: lora, lora: {target_modules: [qkv_proj]}}\n")
+    result = runner.invoke(app, ["plan", str(config)])
+    assert "cpt.lora.target_modules ['qkv_proj'] are not linear layers" in str(result.exception)

@@ -7,6 +7,7 @@ variants of a sweep) so a comparison is priced as a whole.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,6 @@ def _adapted_architecture(cfg: RunConfig, base: Architecture) -> Architecture:
     run_dir = Path(cfg.output_dir)
     embedded = run_dir / "embed" / "model" / "config.json"
     if embedded.is_file():
-        import json
-
         return base.with_vocab(int(json.loads(embedded.read_text())["vocab_size"]), "the embed stage's model")
     built = run_dir / "vocab" / "tokenizer" / "tokenizer.json"
     if built.is_file():
