@@ -40,7 +40,7 @@ def score(model_dir: Path, sentences: list[str], paragraphs: list[str]) -> dict[
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from langadapt.evaluate.copy import copy_task
+    from langadapt.evaluate.darucopy import copy_task
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()

@@ -150,12 +150,16 @@ def test_a_failing_stage_leaves_nothing_that_looks_complete(tmp_path: Path, reco
 
 def test_every_pipeline_stage_is_registered_with_its_config_section() -> None:
     stages = pipeline.registered_stages()
-    assert set(stages) == set(pipeline.PIPELINE)
+    order = pipeline.pipeline_order()
+    assert order[:10] == ["data", "vocab", "pack", "embed", "cpt", "lep", "sft", "dpo", "eval", "report"]
     assert all(item.section == name for name, item in stages.items())
+    schema = pipeline.run_config_schema()
+    assert all(name in schema.model_fields for name in stages)  # each stage brings its section
     # Every upstream a stage reads comes earlier in the pipeline.
-    order = {name: index for index, name in enumerate(pipeline.PIPELINE)}
+    rank = {name: index for index, name in enumerate(order)}
     for name, item in stages.items():
-        assert all(order[upstream] < order[name] for upstream in (*item.needs, *item.after)), name
+        assert all(rank[upstream] < rank[name] for upstream in (*item.needs, *item.after) if upstream != "*"), name
+        assert all(rank[downstream] > rank[name] for downstream in item.before), name
 
 
 def test_a_stage_whose_upstream_is_disabled_is_refused(tmp_path: Path, monkeypatch) -> None:
@@ -168,11 +172,34 @@ def test_a_stage_whose_upstream_is_disabled_is_refused(tmp_path: Path, monkeypat
         run_pipeline(make_config(tmp_path))
 
 
-def test_registering_out_of_order_is_refused() -> None:
-    with pytest.raises(ValueError, match="runs after it"):
-        pipeline.stage("vocab", needs=("cpt",))(lambda cfg, ctx: {})
-    with pytest.raises(ValueError, match="not in the pipeline order"):
-        pipeline.stage("nonsense")(lambda cfg, ctx: {})
+def test_a_cycle_of_stages_is_refused_in_one_line() -> None:
+    stages = {
+        "data": Stage("data", lambda cfg, ctx: {}),
+        "vocab": Stage("vocab", lambda cfg, ctx: {}, needs=("data",), after=("cpt",)),
+        "cpt": Stage("cpt", lambda cfg, ctx: {}, after=("vocab",)),
+    }
+    with pytest.raises(LangadaptError, match="the stages vocab, cpt wait for each other"):
+        pipeline.stage_order(stages)
+
+
+def test_before_and_consumes_place_a_stage_without_editing_the_others() -> None:
+    stages = {
+        "data": Stage("data", lambda cfg, ctx: {}),
+        "sft": Stage("sft", lambda cfg, ctx: {}, needs=("data",), produces=("model",)),
+        "eval": Stage("eval", lambda cfg, ctx: {}, needs=("data",), consumes=("model",)),
+        "report": Stage("report", lambda cfg, ctx: {}, after=("*",)),
+        "translate": Stage("translate", lambda cfg, ctx: {}, after=("data",), before=("sft",)),
+        "merge": Stage("merge", lambda cfg, ctx: {}, after=("sft",), produces=("model",)),
+    }
+    assert pipeline.stage_order(stages) == ["data", "translate", "sft", "merge", "eval", "report"]
+
+
+def test_a_configured_section_without_a_stage_is_refused(tmp_path: Path, monkeypatch) -> None:
+    cfg = make_config(tmp_path, report={})
+    monkeypatch.setattr(pipeline, "registered_stages", lambda: {"data": Stage("data", lambda cfg, ctx: {},
+                                                                            section="data")})
+    with pytest.raises(LangadaptError, match="has a 'report' section but no stage 'report' is registered"):
+        pipeline.plan(cfg)
 
 
 KILLABLE = textwrap.dedent(

@@ -22,7 +22,7 @@ from langadapt.errors import LangadaptError
 
 app = typer.Typer(
     name="langadapt",
-    help="Adapt a pretrained LLM to a new language: data → vocab → embed → cpt → lep → sft/dpo → eval → report.",
+    help="Adapt a pretrained LLM to a new language with one YAML config: `langadapt run CONFIG` runs its stages.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # locals may hold tokens; never print them
@@ -33,9 +33,8 @@ app.add_typer(models_app, name="models")
 stdout = Console()
 stderr = Console(stderr=True)
 
-# Stage packages whose `cli.py` registers verbs.
-VERB_PACKAGES = ("data", "vocab", "embeddings", "lep", "train", "evaluate", "report", "plan")
-
+# Packages whose `cli.py` registers verbs besides the stage packages (pipeline.PACKAGES): tools over a config.
+TOOL_PACKAGES = ("plan",)
 
 @app.callback()
 def _global_options(
@@ -214,7 +213,9 @@ def models_list() -> None:
 
 
 def _register_stage_verbs() -> None:
-    for package in VERB_PACKAGES:
+    from langadapt.pipeline import PACKAGES
+
+    for package in (*PACKAGES, *TOOL_PACKAGES):
         importlib.import_module(f"langadapt.{package}.cli").register(app)
 
 

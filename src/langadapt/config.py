@@ -17,15 +17,9 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from langadapt.data.config import DataConfig, PackConfig
-from langadapt.embeddings.config import EmbedConfig
+from langadapt.data.config import DataConfig
 from langadapt.errors import ConfigError
-from langadapt.evaluate.config import EvalConfig
-from langadapt.lep.config import LepConfig
-from langadapt.report.config import ReportConfig
 from langadapt.schema import InputPath, ModelRef, Section
-from langadapt.train.config import CptConfig, DpoConfig, SftConfig
-from langadapt.vocab.config import VocabConfig
 
 
 class ModelsConfig(Section):
@@ -40,9 +34,15 @@ class ModelsConfig(Section):
     def base_tokenizer(self) -> str:
         return self.tokenizer or self.base
 
+    def tokenizer_for(self, model: str) -> str:
+        """The tokenizer of `model`: `tokenizer` (or the base's own) for the base, a model's own otherwise."""
+        return self.base_tokenizer if model == self.base else model
+
 
 class RunConfig(Section):
-    """A whole run. Stage sections left out (or null) are skipped."""
+    """A whole run: its name, models and data, plus one section per registered stage (a stage whose section
+    is left out, or null, is skipped). The stage sections are added by `pipeline.run_config_schema()` from
+    the stages' own `config=` schemas, so a new stage brings its section with it."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     output_dir: InputPath
@@ -50,15 +50,6 @@ class RunConfig(Section):
     target_language: str = Field(description="ISO 639-1 code of the language being adapted to, e.g. 'eu'")
     models: ModelsConfig
     data: DataConfig
-    vocab: VocabConfig | None = None
-    pack: PackConfig | None = None
-    embed: EmbedConfig | None = None
-    cpt: CptConfig | None = None
-    lep: LepConfig | None = None
-    sft: SftConfig | None = None
-    dpo: DpoConfig | None = None
-    eval: EvalConfig | None = None
-    report: ReportConfig | None = None
 
     @field_validator("target_language")
     @classmethod
@@ -66,6 +57,11 @@ class RunConfig(Section):
         if not re.fullmatch(r"[a-z]{2,3}", value):
             raise ValueError(f"expects an ISO 639 language code such as 'eu', 'lt' or 'ru', got {value!r}")
         return value
+
+    def section(self, name: str) -> Section | None:
+        """A stage's section by name (None when it is not set or no such stage is registered)."""
+        value = getattr(self, name, None)
+        return value if isinstance(value, Section) else None
 
 
 def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -85,11 +81,14 @@ def validate_config(data: Any, *, base_dir: Path, source: str = "config") -> Run
     """Validate an already-parsed config mapping."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys (name, output_dir, models, ...)")
+    from langadapt.pipeline import run_config_schema
+
     _refuse_inline_secrets(data, source)
+    schema = run_config_schema()
     try:
-        return RunConfig.model_validate(data, context={"base_dir": base_dir})
+        return schema.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + "; ".join(describe_errors(exc, RunConfig))) from None
+        raise ConfigError(f"{source}: " + "; ".join(describe_errors(exc, schema))) from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -1,58 +1,66 @@
-"""The stage registry and the runner behind `langadapt run`.
+"""The stage graph and the runner behind `langadapt run`.
 
-A stage is a function `fn(cfg, ctx) -> metrics` registered with `@stage(...)` in its package's
-`stages.py`. The runner owns everything else: ordering, skipping stages whose manifest still matches,
-temporary folders, atomic commits, manifests, logs. Stages never touch the run store themselves::
+A stage is a function `fn(cfg, ctx) -> metrics` registered with `@stage(...)` from any module; it brings
+its own config section, says where it runs (`needs` / `after` / `before`, `consumes`) and what it
+`produces` for later stages. The order is the graph's topological order, so adding a stage is one file.
+The runner owns everything else: skipping stages whose manifest still matches, temporary folders,
+atomic commits, manifests, logs. Stages never touch the run store themselves::
 
-    @stage("vocab", needs=("data",), uses=("models.base", "models.tokenizer"))
+    @stage("vocab", config=VocabConfig, needs=("data",), produces=("tokenizer",))
     def vocab_stage(cfg: RunConfig, ctx: StageContext) -> dict:
-        corpus = ctx.inputs["data"] / "corpus"      # upstream folders, already complete
+        corpus = ctx.inputs["data"] / "corpus"      # earlier stages' folders, already complete
         ...                                          # write outputs into ctx.out
         return {"chars_per_token": 3.1}              # numbers -> manifest["metrics"]
 
-Put the few numbers worth a glance under `metrics["summary"]` (label -> number); `langadapt status`
-shows them. A stage is skipped when its manifest has the same config hash (its section + the `uses` keys + its
-`version`) and the same input fingerprints (upstream stages' fingerprints + external files). A stage that
-ran gets a new fingerprint, so everything downstream of it runs again.
+Every enabled earlier stage is an input: a stage is skipped when its manifest has the same config hash
+(its section + the `uses` keys + `version`) and the same input fingerprints; one that ran gets a new
+fingerprint, so everything after it runs again.
 """
 
 from __future__ import annotations
 
 import glob
-import importlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import create_model
+
 from langadapt.config import RunConfig
 from langadapt.errors import LangadaptError
+from langadapt.registry import Registry
 from langadapt.runstore import RunStore, Timer, fingerprint_path, library_versions, stable_hash
+from langadapt.schema import Section
 
-# The one pipeline order. A stage runs when its config section is present.
-PIPELINE = ("data", "vocab", "pack", "embed", "cpt", "lep", "sft", "dpo", "eval", "report")
-
-
-# Packages whose `stages` module registers stages when imported.
-STAGE_PACKAGES = ("data", "vocab", "embeddings", "train", "lep", "evaluate", "report")
+# The one list of langadapt's packages: each may hold `stages.py` (its stages) and `cli.py` (its verbs).
+PACKAGES = ("data", "vocab", "embeddings", "train", "lep", "evaluate", "report")
 
 log = logging.getLogger("langadapt")
 
-StageFn = Callable[[RunConfig, "StageContext"], dict[str, Any]]
+Metrics = dict[str, Any]
+StageFn = Callable[[RunConfig, "StageContext"], Metrics]
+SectionType = type[Section] | Callable[[], type[Section]]  # a schema, or a builder of one
+ALL = "*"  # `after=(ALL,)`: run after every other stage (the report)
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A registered pipeline stage and what decides whether it must run again."""
+    """A registered pipeline stage: where it runs, what it reads and writes, what decides a re-run."""
 
     name: str
     fn: StageFn
-    needs: tuple[str, ...] = ()  # upstream stages that must be enabled; their folders are in ctx.inputs
-    after: tuple[str, ...] = ()  # upstream stages used when enabled (e.g. cpt reads embed's model if any)
-    section: str | None = None  # the config section; the stage is enabled when it is not null
+    needs: tuple[str, ...] = ()  # stages that must be enabled; this one runs after them
+    after: tuple[str, ...] = ()  # runs after these when they are enabled (ALL: after every other stage)
+    before: tuple[str, ...] = ()  # runs before these when they are enabled
+    consumes: tuple[str, ...] = ()  # artifact kinds read from *every* producer (eval: each "model")
+    produces: tuple[str, ...] = ()  # artifact folders in its stage folder for later stages: "model", ...
+    chat: bool = False  # its model answers through a chat template (eval's default `chat_models`)
+    section: str | None = None  # config section; the stage is enabled when it is set (None: always)
+    config: SectionType | None = None  # the section's schema (added to RunConfig)
     uses: tuple[str, ...] = ()  # other dotted config keys whose values change the output
     external_inputs: Callable[[RunConfig], Iterable[str]] | None = None  # files / model refs read
     preflight: Callable[[RunConfig], None] | None = None  # cheap checks run by `validate` and `run`
@@ -62,56 +70,109 @@ class Stage:
         return self.section is None or getattr(cfg, self.section, None) is not None
 
 
-_REGISTRY: dict[str, Stage] = {}
+STAGES: Registry[Stage] = Registry("stage", tuple(f"langadapt.{p}.stages" for p in PACKAGES))
 
 
 def stage(
     name: str,
     *,
+    config: SectionType | None = None,
+    section: str | None = "",
     needs: tuple[str, ...] = (),
     after: tuple[str, ...] = (),
-    section: str | None = "",
+    before: tuple[str, ...] = (),
+    consumes: tuple[str, ...] = (),
+    produces: tuple[str, ...] = (),
+    chat: bool = False,
     uses: tuple[str, ...] = (),
     external_inputs: Callable[[RunConfig], Iterable[str]] | None = None,
     preflight: Callable[[RunConfig], None] | None = None,
     version: int = 1,
 ) -> Callable[[StageFn], StageFn]:
-    """Register `fn` as pipeline stage `name`. `section` defaults to the stage name."""
-    if name not in PIPELINE:
-        raise ValueError(f"stage {name!r} is not in the pipeline order {PIPELINE}")
-    for upstream in (*needs, *after):
-        if PIPELINE.index(upstream) >= PIPELINE.index(name):
-            raise ValueError(f"stage {name!r} cannot depend on {upstream!r}, which runs after it")
+    """Register `fn` as pipeline stage `name`; its config section is `section` (default: the name)."""
 
     def register(fn: StageFn) -> StageFn:
-        _REGISTRY[name] = Stage(
-            name=name, fn=fn, needs=needs, after=after, section=name if section == "" else section,
-            uses=uses, external_inputs=external_inputs, preflight=preflight, version=version,
-        )
+        STAGES.add(name, Stage(
+            name=name, fn=fn, needs=needs, after=after, before=before, consumes=consumes, produces=produces,
+            chat=chat, section=name if section == "" else section, config=config, uses=uses,
+            external_inputs=external_inputs, preflight=preflight, version=version,
+        ))
         return fn
 
     return register
 
 
 def registered_stages() -> dict[str, Stage]:
-    """Import every stage package's `stages` module, then return the registry."""
-    for package in STAGE_PACKAGES:
-        module = f"langadapt.{package}.stages"
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    return dict(_REGISTRY)
+    """Every registered stage, in registration order (the built-in packages' stages imported first)."""
+    return STAGES.items()
+
+
+def stage_order(stages: dict[str, Stage]) -> list[str]:
+    """The stages in an order that honours every edge; ties keep registration order. A cycle is refused."""
+    names = list(stages)
+    edges: dict[str, set[str]] = {name: set() for name in names}  # name -> stages that must come first
+    for name, item in stages.items():
+        for upstream in (*item.needs, *item.after):
+            if upstream == ALL:
+                edges[name] |= {n for n in names if n != name and ALL not in stages[n].after}
+            elif upstream in stages:
+                edges[name].add(upstream)
+        for downstream in item.before:
+            if downstream in stages:
+                edges[downstream].add(name)
+        for kind in item.consumes:
+            edges[name] |= {n for n in names if n != name and kind in stages[n].produces}
+    order: list[str] = []
+    while len(order) < len(names):
+        ready = [n for n in names if n not in order and edges[n] <= set(order)]
+        if not ready:
+            stuck = [n for n in names if n not in order]
+            raise LangadaptError(f"the stages {', '.join(stuck)} wait for each other (a cycle in needs/after/"
+                                 "before) — fix the stage declarations")
+        order.append(ready[0])
+    return order
+
+
+def pipeline_order() -> list[str]:
+    """The names of all registered stages in pipeline order (status, report)."""
+    return stage_order(registered_stages())
+
+
+# --------------------------------------------------------------------------------------------------------
+# The run config's schema: RunConfig's own fields plus one optional section per registered stage.
+# --------------------------------------------------------------------------------------------------------
+
+
+def run_config_schema() -> type[RunConfig]:
+    """RunConfig with a field for every registered stage's section (`data` is RunConfig's own)."""
+    sections = []
+    for item in registered_stages().values():
+        if item.section and item.config is not None and item.section not in RunConfig.model_fields:
+            schema = item.config if isinstance(item.config, type) else item.config()
+            sections.append((item.section, schema))
+    return _schema(tuple(sections))
+
+
+@lru_cache(maxsize=32)
+def _schema(sections: tuple[tuple[str, type[Section]], ...]) -> type[RunConfig]:
+    fields: dict[str, Any] = {name: (schema | None, None) for name, schema in sections}
+    return create_model("RunConfig", __base__=RunConfig, __doc__=RunConfig.__doc__, **fields)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Planning and checking.
+# --------------------------------------------------------------------------------------------------------
 
 
 def plan(cfg: RunConfig) -> list[Stage]:
     """The enabled stages of `cfg` in pipeline order."""
     stages = registered_stages()
-    planned = []
-    for name in PIPELINE:
-        if name in stages and stages[name].enabled(cfg):
-            planned.append(stages[name])
+    known = {item.section for item in stages.values()}
+    for key in type(cfg).model_fields:
+        if key not in RunConfig.model_fields and getattr(cfg, key, None) is not None and key not in known:
+            raise LangadaptError(f"the config has a '{key}' section but no stage '{key}' is registered — remove the "
+                                 "section or import the module that defines the stage")
+    planned = [stages[name] for name in stage_order(stages) if stages[name].enabled(cfg)]
     enabled = {s.name for s in planned}
     for item in planned:
         missing = [n for n in item.needs if n not in enabled]
@@ -140,15 +201,16 @@ def check(cfg: RunConfig) -> list[Stage]:
 
 @dataclass
 class StageContext:
-    """What a stage function gets besides the config: where to write and what upstream produced."""
+    """What a stage function gets besides the config: where to write and what earlier stages produced."""
 
     name: str
     cfg: RunConfig
     out: Path  # a temporary folder; renamed to run_dir/<name> when the stage returns
     run_dir: Path
-    inputs: dict[str, Path]  # folders of completed upstream stages (enabled ones only)
+    inputs: dict[str, Path]  # folders of the completed earlier stages (enabled ones), in pipeline order
     key: str  # fingerprint of this stage's config + inputs
     store: RunStore
+    earlier: list[Stage] = field(default_factory=list)  # the stages of `inputs`, in order
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("langadapt"))
 
     @cached_property
@@ -156,12 +218,31 @@ class StageContext:
         """Scratch space that survives a crash and is reused by a re-run with the same key."""
         return self.store.work_dir(self.name, self.key)
 
-    def model_from(self, *stages: str) -> str:
-        """The model folder written by the first of `stages` that ran, else the configured base model."""
-        for name in stages:
-            if name in self.inputs and (self.inputs[name] / "model").is_dir():
-                return str(self.inputs[name] / "model")
-        return self.cfg.models.base
+    def upstream(self, kind: str) -> Path | None:
+        """The `kind` folder ("model", "tokenizer", ...) of the nearest earlier stage producing it."""
+        for item in reversed(self.earlier):
+            if kind in item.produces and (self.inputs[item.name] / kind).exists():
+                return self.inputs[item.name] / kind
+        return None
+
+    def upstream_model(self) -> str:
+        """The newest model of the run so far: the nearest earlier model folder, else `models.base`."""
+        found = self.upstream("model")
+        return str(found) if found is not None else self.cfg.models.base
+
+    def upstream_tokenizer(self) -> str:
+        """The tokenizer the next model trains with: the nearest earlier tokenizer folder, else the base's."""
+        found = self.upstream("tokenizer")
+        return str(found) if found is not None else self.cfg.models.base_tokenizer
+
+    def tokenizer_for(self, model: str) -> str:
+        """The tokenizer that goes with `model` (a stage folder has its own; the base may have models.tokenizer)."""
+        return self.cfg.models.tokenizer_for(model)
+
+    def stage_models(self) -> dict[str, tuple[str, bool]]:
+        """stage name → (model folder, chat) for every earlier stage that wrote a model."""
+        return {item.name: (str(self.inputs[item.name] / "model"), item.chat) for item in self.earlier
+                if "model" in item.produces and (self.inputs[item.name] / "model").is_dir()}
 
 
 @dataclass
@@ -169,7 +250,7 @@ class StageResult:
     name: str
     status: str  # "ran" | "skipped"
     seconds: float
-    metrics: dict[str, Any]
+    metrics: Metrics
 
 
 def run_pipeline(
@@ -196,8 +277,9 @@ def run_pipeline(
     with store.locked():
         store.save_run_config(cfg.model_dump(mode="json"), names)
         fingerprints: dict[str, str] = {}
+        done: list[Stage] = []
         for item in planned:
-            inputs = {n: store.stage_dir(n) for n in (*item.needs, *item.after) if n in fingerprints}
+            inputs = {s.name: store.stage_dir(s.name) for s in done}
             config_hash = _config_hash(item, cfg)
             input_fps = {f"stage:{n}": fingerprints[n] for n in inputs}
             input_fps.update(_external_fingerprints(item, cfg))
@@ -210,6 +292,7 @@ def run_pipeline(
                 and previous.get("inputs") == input_fps
             ):
                 fingerprints[item.name] = previous["fingerprint"]
+                done.append(item)
                 store.log_event(item.name, "skipped")
                 if on_stage:
                     on_stage(item.name, "skipped")
@@ -217,40 +300,33 @@ def run_pipeline(
                 continue
             if on_stage:
                 on_stage(item.name, "running")
-            manifest = _execute(item, cfg, store, inputs, config_hash, input_fps, key)
+            ctx = StageContext(item.name, cfg, store.begin(item.name), store.root, inputs, key, store, list(done),
+                               logging.getLogger(f"langadapt.{item.name}"))
+            manifest = _execute(item, ctx, config_hash, input_fps)
             fingerprints[item.name] = manifest["fingerprint"]
+            done.append(item)
             if on_stage:
                 on_stage(item.name, "complete")
             results.append(StageResult(item.name, "ran", manifest["wall_seconds"], manifest["metrics"]))
     return results
 
 
-def _execute(
-    item: Stage,
-    cfg: RunConfig,
-    store: RunStore,
-    inputs: dict[str, Path],
-    config_hash: str,
-    input_fps: dict[str, str],
-    key: str,
-) -> dict[str, Any]:
-    tmp = store.begin(item.name)
-    stage_log = logging.getLogger(f"langadapt.{item.name}")
+def _execute(item: Stage, ctx: StageContext, config_hash: str, input_fps: dict[str, str]) -> Metrics:
+    store, tmp = ctx.store, ctx.out
     handler = logging.FileHandler(tmp / "log.txt", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("langadapt").addHandler(handler)
-    ctx = StageContext(item.name, cfg, tmp, store.root, inputs, key, store, stage_log)
-    store.log_event(item.name, "started", key=key)
+    store.log_event(item.name, "started", key=ctx.key)
     committed = False
     try:
         with Timer() as timer:
-            metrics = item.fn(cfg, ctx) or {}
+            metrics = item.fn(ctx.cfg, ctx) or {}
         manifest = {
             "stage": item.name,
             "config_hash": config_hash,
             "inputs": input_fps,
             "fingerprint": uuid.uuid4().hex[:16],  # new every execution: downstream must follow
-            "config": _stage_config(item, cfg),
+            "config": _stage_config(item, ctx.cfg),
             "versions": library_versions(),
             "started_at": timer.started_at,
             "ended_at": timer.ended_at,
@@ -310,3 +386,4 @@ def headline_metrics(manifest: dict[str, Any]) -> dict[str, Any]:
     """The few numbers a stage put under `metrics["summary"]`, shown by `langadapt status`."""
     summary = manifest.get("metrics", {}).get("summary", {})
     return summary if isinstance(summary, dict) else {}
+

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from langadapt.errors import LangadaptError
-from langadapt.pipeline import PIPELINE, headline_metrics
+from langadapt.pipeline import headline_metrics, pipeline_order
 from langadapt.runstore import RunStore
 
 
@@ -15,7 +15,8 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
     store = RunStore.existing(run_dir)
     saved = store.run_config()
     planned = list(saved["stages"]) if saved else []
-    present = [name for name in PIPELINE if store.manifest(name) is not None and name not in planned]
+    order = pipeline_order()
+    present = [name for name in order if store.manifest(name) is not None and name not in planned]
     if not planned and not present:
         raise LangadaptError(f"'{run_dir}' holds no langadapt run — run `langadapt run CONFIG` first")
 
@@ -25,7 +26,8 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
     running = store.is_locked()
 
     rows = []
-    for name in sorted(planned + present, key=PIPELINE.index):
+    rank = {name: index for index, name in enumerate(order)}
+    for name in sorted(planned + present, key=lambda n: rank.get(n, len(rank))):
         manifest = store.manifest(name)
         event = last_event.get(name, {})
         row: dict[str, Any] = {"stage": name, "status": "pending", "metrics": {}}

@@ -87,9 +87,9 @@ STAND_INS = textwrap.dedent(
 
     def stages_with_stand_ins(real=pipeline.registered_stages):
         stages = dict(real())
-        stages["pack"] = Stage("pack", fake_pack, section=None)
+        stages["pack"] = Stage("pack", fake_pack, section=None, produces=("dataset",))
         if os.environ.get("EMBED_MODEL"):
-            stages["embed"] = Stage("embed", fake_embed, section=None)
+            stages["embed"] = Stage("embed", fake_embed, section=None, produces=("model",))
         return stages
     """
 )

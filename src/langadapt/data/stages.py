@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from langadapt.config import RunConfig
+from langadapt.data.config import PackConfig
 from langadapt.data.corpus import corpus_file
 from langadapt.data.sources import is_hub_source, iter_documents, source_files
 from langadapt.errors import LangadaptError
@@ -41,13 +42,13 @@ def _preflight(cfg: RunConfig) -> None:
                 )
 
 
-@stage("data", uses=("models.base", "models.tokenizer", "target_language"), external_inputs=_source_paths,
-       preflight=_preflight, version=2)
+@stage("data", produces=("corpus",), uses=("models.base", "models.tokenizer", "target_language"),
+       external_inputs=_source_paths, preflight=_preflight, version=2)
 def data_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.data.ingest import ingest_corpus
     from langadapt.models import load_tokenizer
 
-    tokenizer_ref = cfg.models.base_tokenizer
+    tokenizer_ref = ctx.tokenizer_for(cfg.models.base)
     tokenizer = load_tokenizer(tokenizer_ref, trust_remote_code=cfg.models.trust_remote_code)
     metrics = ingest_corpus(cfg.data, seed=cfg.seed, target_language=cfg.target_language, tokenizer=tokenizer,
                             out=ctx.out, log=ctx.log)
@@ -66,13 +67,6 @@ def _summary(sources: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def tokenizer_for_training(cfg: RunConfig, ctx: StageContext) -> str:
-    """The vocab stage's new tokenizer when it ran, else the configured base tokenizer."""
-    if "vocab" in ctx.inputs and (ctx.inputs["vocab"] / "tokenizer").is_dir():
-        return str(ctx.inputs["vocab"] / "tokenizer")
-    return cfg.models.base_tokenizer
-
-
 def _pack_preflight(cfg: RunConfig) -> None:
     assert cfg.pack is not None
     if cfg.pack.mix is not None:
@@ -88,15 +82,15 @@ def _pack_preflight(cfg: RunConfig) -> None:
             )
 
 
-@stage("pack", needs=("data",), after=("vocab",), uses=("models.base", "models.tokenizer"),
-       preflight=_pack_preflight)
+@stage("pack", config=PackConfig, needs=("data",), after=("vocab",), produces=("dataset",),
+       uses=("models.base", "models.tokenizer"), preflight=_pack_preflight)
 def pack_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.data.pack import pack_corpus
     from langadapt.models import langadapt_home, load_tokenizer
 
     section = cfg.pack
     assert section is not None
-    tokenizer_ref = tokenizer_for_training(cfg, ctx)
+    tokenizer_ref = ctx.upstream_tokenizer()  # the tokenizer the model trains with
     tokenizer = load_tokenizer(tokenizer_ref, trust_remote_code=cfg.models.trust_remote_code)
     corpus = {name: corpus_file(ctx.inputs["data"], name) for name in cfg.data.sources}
     cache_dir = Path(section.cache_dir) if section.cache_dir else langadapt_home() / "cache" / "tokens"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from langadapt.config import RunConfig
+from langadapt.embeddings.config import EmbedConfig
 from langadapt.pipeline import StageContext, stage
 
 
@@ -16,15 +17,15 @@ def _models(cfg: RunConfig) -> list[str]:
     return [cfg.models.base]
 
 
-@stage("embed", needs=("vocab",), uses=("models.base", "models.tokenizer", "models.trust_remote_code"),
-       external_inputs=_models)
+@stage("embed", config=EmbedConfig, needs=("vocab",), produces=("model",),
+       uses=("models.base", "models.tokenizer", "models.trust_remote_code"), external_inputs=_models)
 def embed_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.embeddings.surgery import embed_model
 
     assert cfg.embed is not None
     metrics = embed_model(
         cfg.models.base, ctx.inputs["vocab"] / "tokenizer", ctx.out / "model", cfg.embed.method,
-        base_tokenizer=cfg.models.base_tokenizer, seed=cfg.seed, trust_remote_code=cfg.models.trust_remote_code,
+        base_tokenizer=ctx.tokenizer_for(cfg.models.base), seed=cfg.seed, trust_remote_code=cfg.models.trust_remote_code,
     )
     metrics["summary"] = {
         "vocab size": metrics["vocab_size"], "new rows": metrics["new_rows"],

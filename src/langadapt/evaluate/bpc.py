@@ -13,15 +13,32 @@ Documents longer than `max_length` tokens are scored with a sliding window: each
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from langadapt.errors import LangadaptError
+from langadapt.evaluate.tasks import (
+    EvalModel,
+    EvalTask,
+    TaskOutput,
+    eval_task,
+    eval_texts,
+    unknown_eval_source,
+)
+from langadapt.schema import Section
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from langadapt.config import RunConfig
+
+log = logging.getLogger("langadapt.eval")
 
 
 @dataclass(frozen=True)
@@ -171,3 +188,64 @@ def bits_per_character(
             ).item()
             del logits
     return BpcResult(documents, characters, n_bytes, words, tokens, nll)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The eval task: bits/char of every model on the data stage's held-out texts.
+# --------------------------------------------------------------------------------------------------------
+
+
+class BpcConfig(Section):
+    """Bits per character on the data stage's held-out texts (`data.eval_sources`)."""
+
+    sources: list[str] | None = Field(default=None, description="eval source names; default: all of them")
+    max_texts: int | None = Field(default=None, ge=1, description="score the first N texts of each source")
+    max_length: int = Field(default=1024, ge=8)
+    stride: int | None = Field(default=None, ge=1, description="default: max_length // 2")
+
+
+@dataclass(frozen=True)
+class TextSet:
+    """Held-out texts with their declared language (an eval source of the data stage)."""
+
+    name: str
+    language: str | None
+    texts: list[str]
+
+
+@eval_task
+class BpcTask(EvalTask[BpcConfig, list[TextSet]]):
+    key = "bpc"
+    annotation = BpcConfig | None
+    default = Field(default_factory=BpcConfig)
+
+    def preflight(self, setting: BpcConfig, cfg: RunConfig) -> None:
+        for name in setting.sources or []:
+            problem = unknown_eval_source(cfg, name, "eval.bpc.sources")
+            if problem:
+                raise LangadaptError(problem)
+
+    def read_inputs(self, setting: BpcConfig, cfg: RunConfig, data_dir: Path) -> list[TextSet]:
+        from langadapt.evaluate.langid import warn_if_not
+
+        sets = []
+        for name in setting.sources or list(cfg.data.eval_sources):
+            language = cfg.data.eval_sources[name].language
+            texts = eval_texts(data_dir, name, setting.max_texts)
+            if language:
+                warn_if_not(texts, language, f"eval source '{name}'")
+            sets.append(TextSet(name, language, texts))
+        return sets
+
+    def run(self, setting: BpcConfig, inputs: list[TextSet], model: EvalModel) -> TaskOutput:
+        out = TaskOutput({})
+        for text_set in inputs:
+            result = bits_per_character(model.model, model.tokenizer, text_set.texts, max_length=setting.max_length,
+                                        stride=setting.stride)
+            out.report[text_set.name] = {"language": text_set.language, **result.to_dict()}
+            tag = text_set.language or text_set.name
+            out.headline.setdefault(f"{tag} bpc", round(result.bits_per_char, 4))
+            out.headline.setdefault(f"{tag} tok/word", round(result.tokens_per_word, 4))
+            log.info("%s: %s %.4f bits/char, %.3f tokens/word", model.spec.label, text_set.name,
+                     result.bits_per_char, result.tokens_per_word)
+        return out

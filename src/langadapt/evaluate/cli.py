@@ -10,6 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
+from langadapt.evaluate.darucopy import CopyKind  # option choices are the config schema's own Literals
+from langadapt.evaluate.mc import AnswerFormat
+
 eval_app = typer.Typer(help="Evaluate models: bits/char, multiple choice, copy, generation, lm-eval; compare reports.",
                        no_args_is_help=True)
 
@@ -60,21 +63,18 @@ def mc_command(
     fewshot: Annotated[Path | None, typer.Option(help="Few-shot examples (same format).")] = None,
     num_fewshot: Annotated[int, typer.Option(help="How many few-shot examples precede each item.")] = 0,
     language: Annotated[str, typer.Option(help="Prompt language (question/answer words).")] = "en",
-    answer_format: Annotated[str, typer.Option(help="letter (A/B/C/D) or text (the choice itself).")] = "letter",
+    answer_format: Annotated[AnswerFormat, typer.Option(help="letter (A/B/C/D) or text (the choice itself).")] = "letter",
     chat: ChatOpt = False,
     max_items: Annotated[int | None, typer.Option(help="Evaluate the first N items.")] = None,
     items: Annotated[bool, typer.Option("--items", help="Also print per-item scores.")] = False,
 ) -> None:
     """Multiple-choice accuracy with loglik, loglik_norm and first_token scoring."""
-    from langadapt.errors import LangadaptError
     from langadapt.evaluate.mc import McFormat, evaluate_mc, read_mc_file
 
-    if answer_format not in ("letter", "text"):
-        raise LangadaptError(f"--answer-format must be letter or text, got {answer_format!r}")
     questions = read_mc_file(task, task.stem)[:max_items]
     shots = read_mc_file(fewshot, "few-shot")[:num_fewshot] if fewshot and num_fewshot else []
     lm, tokenizer = _load(model)
-    fmt = McFormat(language=language, answer_format=answer_format, chat_template=chat)  # type: ignore[arg-type]
+    fmt = McFormat(language=language, answer_format=answer_format, chat_template=chat)
     _print(evaluate_mc(lm, tokenizer, questions, fmt=fmt, shots=shots, task=task.stem).to_dict(with_items=items))
 
 
@@ -82,23 +82,19 @@ def mc_command(
 def copy_command(
     model: ModelArg,
     texts: Annotated[Path, typer.Argument(help="Texts to copy (.jsonl[.gz] / .txt).", show_default=False)],
-    kind: Annotated[str, typer.Option(help="sentence (len score) or paragraph (lcs score).")] = "sentence",
+    kind: Annotated[CopyKind, typer.Option(help="sentence (len score) or paragraph (lcs score).")] = "sentence",
     field: Annotated[str, typer.Option(help="JSON field holding the text.")] = "text",
     language: Annotated[str, typer.Option(help="Language of the copy instruction.")] = "en",
     max_items: Annotated[int, typer.Option(help="Copy the first N texts.")] = 20,
     chat: ChatOpt = True,
 ) -> None:
     """DaruCopy: greedy copies of TEXTS scored with Darumeru's len / lcs metrics."""
-    from langadapt.errors import LangadaptError
-    from langadapt.evaluate.copy import copy_task
-
-    if kind not in ("sentence", "paragraph"):
-        raise LangadaptError(f"--kind must be sentence or paragraph, got {kind!r}")
+    from langadapt.evaluate.darucopy import copy_task
     from langadapt.evaluate.runner import read_text_file
 
     documents = read_text_file(texts, field, max_items)
     lm, tokenizer = _load(model)
-    _print(copy_task(lm, tokenizer, documents, kind=kind, language=language, chat_template=chat).to_dict())  # type: ignore[arg-type]
+    _print(copy_task(lm, tokenizer, documents, kind=kind, language=language, chat_template=chat).to_dict())
 
 
 @eval_app.command("generate")
@@ -111,7 +107,7 @@ def generate_command(
     chat: ChatOpt = True,
 ) -> None:
     """Answers to PROMPTS: target-language rate, ROUGE against references, words/s."""
-    from langadapt.evaluate.generate import generate_task, read_prompt_file
+    from langadapt.evaluate.answers import generate_task, read_prompt_file
 
     items = read_prompt_file(prompts)[:max_items]
     lm, tokenizer = _load(model)

@@ -12,13 +12,19 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
 
 from langadapt.errors import LangadaptError
 from langadapt.evaluate.mc import McFormat, McItem
+from langadapt.evaluate.tasks import EvalModel, EvalTask, TaskOutput, eval_task
+from langadapt.schema import InputPath, Section
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from langadapt.config import RunConfig
 
 INSTALL_HINT = "lm-eval is not installed — pip install langadapt[eval]"
 
@@ -105,3 +111,43 @@ def run_lm_eval(
     if log_samples:
         results["samples"] = output["samples"]
     return results
+
+
+# --------------------------------------------------------------------------------------------------------
+# The eval task: lm-eval tasks run on every evaluated model.
+# --------------------------------------------------------------------------------------------------------
+
+
+class LmEvalConfig(Section):
+    """lm-evaluation-harness tasks run on every evaluated model (needs `pip install langadapt[eval]`)."""
+
+    tasks: list[str] = Field(min_length=1)
+    include_path: InputPath | None = None
+    num_fewshot: int | None = Field(default=None, ge=0)
+    limit: float | None = Field(default=None, gt=0)
+    batch_size: int = Field(default=1, ge=1)
+    apply_chat_template: bool | Literal["auto"] = "auto"
+
+
+@eval_task
+class LmEvalTask(EvalTask[LmEvalConfig, None]):
+    key = "lm_eval"
+    annotation = LmEvalConfig | None
+    default = Field(default=None)
+
+    def preflight(self, setting: LmEvalConfig, cfg: RunConfig) -> None:
+        require_lm_eval()
+
+    def read_inputs(self, setting: LmEvalConfig, cfg: RunConfig, data_dir: Path) -> None:
+        return None
+
+    def run(self, setting: LmEvalConfig, inputs: None, model: EvalModel) -> TaskOutput:
+        results = run_lm_eval(model.model, model.tokenizer, setting.tasks, include_path=setting.include_path,
+                              num_fewshot=setting.num_fewshot, limit=setting.limit, batch_size=setting.batch_size,
+                              apply_chat_template=model.chat(setting.apply_chat_template))
+        out = TaskOutput(results)
+        for task_name, metrics in results.items():
+            for metric in ("acc", "acc_norm", "exact_match"):
+                if isinstance(metrics.get(metric), float):
+                    out.headline[f"lm-eval:{task_name} {metric}"] = round(metrics[metric], 4)
+        return out

@@ -25,15 +25,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field, model_validator
+
 from langadapt.errors import LangadaptError
 from langadapt.evaluate.generation import require_chat_template
 from langadapt.evaluate.taskfile import read_task_records
+from langadapt.evaluate.tasks import EvalModel, EvalTask, TaskOutput, eval_task
+from langadapt.preflight import input_files_checked
+from langadapt.schema import InputPath, Section
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from langadapt.config import RunConfig
+
 Scoring = Literal["loglik", "loglik_norm", "first_token"]
+AnswerFormat = Literal["letter", "text"]
 SCORINGS: tuple[Scoring, ...] = ("loglik", "loglik_norm", "first_token")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -89,7 +97,7 @@ class McFormat:
     """
 
     language: str = "en"
-    answer_format: Literal["letter", "text"] = "letter"
+    answer_format: AnswerFormat = "letter"
     template: str = "{context}{question_label}: {question}\n{options}"
     answer_prefix: str | None = None  # default: the language's word, e.g. "Erantzuna:"
     chat_template: bool = False
@@ -296,3 +304,77 @@ def evaluate_mc(
         results.append(record)
     accuracy = {s: correct[s] / len(items) for s in scorings}
     return McResult(task, len(items), accuracy, results)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The eval task: every `eval.mc.<name>` task file on every model.
+# --------------------------------------------------------------------------------------------------------
+
+
+class McTaskConfig(Section):
+    """A local multiple-choice task: JSONL with question, choices, answer (0-based) and optional context."""
+
+    path: InputPath
+    fewshot_path: InputPath | None = None
+    num_fewshot: int = Field(default=0, ge=0)
+    language: str | None = Field(default=None, description="prompt language; default: target_language")
+    answer_format: AnswerFormat = "letter"
+    scoring: list[Scoring] = Field(default_factory=lambda: list(SCORINGS), min_length=1)
+    template: str | None = Field(default=None, description="fields: {context} {question} {question_label} {options}")
+    answer_prefix: str | None = None
+    chat_template: bool | Literal["auto"] = "auto"
+    max_items: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _fewshot_needs_file(self) -> McTaskConfig:
+        if self.num_fewshot and self.fewshot_path is None:
+            raise ValueError("num_fewshot > 0 needs fewshot_path (a file of examples in the task's format)")
+        return self
+
+
+McInputs = dict[str, tuple[list[McItem], list[McItem]]]  # task name -> (items, few-shot examples)
+
+
+@eval_task
+class McTask(EvalTask[dict[str, McTaskConfig], McInputs]):
+    key = "mc"
+    annotation = dict[str, McTaskConfig]
+    default = Field(default_factory=dict)
+
+    def input_files(self, setting: dict[str, McTaskConfig]) -> list[str]:
+        return [str(p) for task in setting.values() for p in (task.path, task.fewshot_path) if p is not None]
+
+    def preflight(self, setting: dict[str, McTaskConfig], cfg: RunConfig) -> None:
+        if not input_files_checked():
+            return
+        for name, task in setting.items():
+            read_mc_file(task.path, name)
+            if task.fewshot_path:
+                shots = read_mc_file(task.fewshot_path, f"{name} few-shot")
+                if len(shots) < task.num_fewshot:
+                    raise LangadaptError(f"eval.mc.{name}: num_fewshot is {task.num_fewshot} but "
+                                         f"'{task.fewshot_path}' holds {len(shots)} examples — lower num_fewshot "
+                                         "or add examples")
+
+    def read_inputs(self, setting: dict[str, McTaskConfig], cfg: RunConfig, data_dir: Path) -> McInputs:
+        inputs = {}
+        for name, task in setting.items():
+            items = read_mc_file(task.path, name)[: task.max_items]
+            shots = read_mc_file(task.fewshot_path, f"{name} few-shot")[: task.num_fewshot] if task.fewshot_path else []
+            inputs[name] = (items, shots)
+        return inputs
+
+    def run(self, setting: dict[str, McTaskConfig], inputs: McInputs, model: EvalModel) -> TaskOutput:
+        out = TaskOutput({})
+        for name, task in setting.items():
+            items, shots = inputs[name]
+            chat = model.chat(task.chat_template)
+            fmt = McFormat(language=task.language or model.target_language, answer_format=task.answer_format,
+                           answer_prefix=task.answer_prefix, chat_template=chat,
+                           **({"template": task.template} if task.template else {}))
+            result = evaluate_mc(model.model, model.tokenizer, items, fmt=fmt, shots=shots, scorings=task.scoring,
+                                 task=name, batch_tokens=model.section.batch_tokens)
+            out.report[name] = {**result.to_dict(), "chat_template": chat, "num_fewshot": len(shots)}
+            for scoring, accuracy in result.accuracy.items():
+                out.headline[f"mc:{name} {scoring}"] = round(accuracy, 4)
+        return out

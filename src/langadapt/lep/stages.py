@@ -14,6 +14,7 @@ from typing import Any
 
 from langadapt.config import RunConfig
 from langadapt.errors import LangadaptError
+from langadapt.lep.config import LepConfig
 from langadapt.pipeline import StageContext, stage
 
 
@@ -29,13 +30,14 @@ def _models(cfg: RunConfig) -> list[str]:
     return [ref for ref in (cfg.models.base, cfg.models.instruct) if ref is not None]
 
 
-@stage("lep", needs=("embed",), after=("cpt",), preflight=_preflight, external_inputs=_models,
-       uses=("models.base", "models.instruct", "models.trust_remote_code"))
+@stage("lep", config=LepConfig, needs=("embed",), after=("cpt",), produces=("model",), chat=True,
+       preflight=_preflight, external_inputs=_models,
+       uses=("models.base", "models.instruct", "models.tokenizer", "models.trust_remote_code"))
 def lep_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.lep.propagate import lep_model
 
     assert cfg.lep is not None and cfg.models.instruct is not None  # the preflight said so
-    donor = Path(ctx.model_from("cpt", "embed"))
+    donor = Path(ctx.upstream_model())  # the cpt model, else the embed model
     token_map = ctx.inputs["embed"] / "model"  # the embed stage's tokenizer map; cpt keeps that tokenizer
     ctx.log.info("LEP %s: base %s, instruct %s, donor %s", cfg.lep.method, cfg.models.base, cfg.models.instruct,
                  donor)

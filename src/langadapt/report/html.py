@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from langadapt.errors import LangadaptError
-from langadapt.pipeline import PIPELINE, headline_metrics
+from langadapt.pipeline import headline_metrics, pipeline_order
 from langadapt.runstore import RunStore, now_iso
 
 
@@ -48,7 +48,7 @@ def load_run(run_dir: str | Path, *, exclude: tuple[str, ...] = ()) -> RunView:
     saved = store.run_config() or {}
     config = saved.get("config", {})
     view = RunView(store.root, config.get("name", store.root.name), config)
-    for name in PIPELINE:
+    for name in pipeline_order():
         manifest = store.manifest(name) if name not in exclude else None
         if manifest is not None:
             view.manifests[name] = manifest

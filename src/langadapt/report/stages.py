@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from langadapt.config import RunConfig
-from langadapt.pipeline import PIPELINE, StageContext, stage
+from langadapt.pipeline import ALL, StageContext, stage
+from langadapt.report.config import ReportConfig
 from langadapt.report.html import load_run, render_report
-
-UPSTREAM = tuple(name for name in PIPELINE if name != "report")
 
 
 def _compared_runs(cfg: RunConfig) -> list[str]:
@@ -16,7 +15,7 @@ def _compared_runs(cfg: RunConfig) -> list[str]:
     return [str(path / "eval" / "manifest.json") for path in cfg.report.compare_runs] if cfg.report else []
 
 
-@stage("report", after=UPSTREAM, external_inputs=_compared_runs)
+@stage("report", config=ReportConfig, after=(ALL,), produces=("report",), external_inputs=_compared_runs)
 def report_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     run = load_run(ctx.run_dir, exclude=("report",))
     others = [load_run(path) for path in cfg.report.compare_runs]

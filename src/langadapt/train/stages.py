@@ -24,6 +24,7 @@ from langadapt.errors import LangadaptError
 from langadapt.pipeline import StageContext, stage
 from langadapt.preflight import input_files_checked
 from langadapt.runstore import read_json
+from langadapt.train.config import CptConfig, DpoConfig, SftConfig
 
 # ---------------------------------------------------------------------------------------------------------
 # cpt
@@ -64,8 +65,10 @@ def _cpt_preflight(cfg: RunConfig) -> None:
 
 @stage(
     "cpt",
+    config=CptConfig,
     needs=("pack",),
     after=("embed",),
+    produces=("model",),
     uses=("models.base", "models.tokenizer", "models.trust_remote_code"),
     external_inputs=_cpt_inputs,
     preflight=_cpt_preflight,
@@ -74,11 +77,11 @@ def cpt_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.train.cpt import CptJob, run_cpt
 
     assert cfg.cpt is not None
-    model = ctx.model_from("embed")
+    model = ctx.upstream_model()
     job = CptJob(
         settings=cfg.cpt,
         model=model,
-        tokenizer=model if "embed" in ctx.inputs else cfg.models.base_tokenizer,
+        tokenizer=ctx.tokenizer_for(model),
         data=ctx.inputs["pack"] / "dataset",
         out=ctx.out,
         work=ctx.work,
@@ -212,14 +215,14 @@ def _sft_preflight(cfg: RunConfig) -> None:
                                  f"{judge.api_key_env}, which is not set — export it before the run")
 
 
-def _job(cfg: RunConfig, ctx: StageContext, *upstream: str) -> Any:
+def _job(cfg: RunConfig, ctx: StageContext) -> Any:
     from langadapt.train.sft import TuningJob
 
-    model = ctx.model_from(*upstream)
+    model = ctx.upstream_model()
     return TuningJob(
         model=model,
-        tokenizer=model if model != cfg.models.base else cfg.models.base_tokenizer,  # an upstream folder has its own
-        original_tokenizer=cfg.models.base_tokenizer,
+        tokenizer=ctx.tokenizer_for(model),
+        original_tokenizer=ctx.tokenizer_for(cfg.models.base),
         out=ctx.out,
         work=ctx.work,
         seed=cfg.seed,
@@ -228,14 +231,14 @@ def _job(cfg: RunConfig, ctx: StageContext, *upstream: str) -> Any:
     )
 
 
-@stage("sft", needs=("data",), after=("embed", "cpt", "lep"), uses=TUNING_USES, external_inputs=_sft_inputs,
-       preflight=_sft_preflight)
+@stage("sft", config=SftConfig, needs=("data",), after=("lep",), produces=("model",), chat=True,
+       uses=TUNING_USES, external_inputs=_sft_inputs, preflight=_sft_preflight)
 def sft_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.data.corpus import corpus_file, read_texts
     from langadapt.train.sft import gather_sft_data, run_sft
 
     assert cfg.sft is not None
-    job = _job(cfg, ctx, "lep", "cpt", "embed")
+    job = _job(cfg, ctx)
     conversations, sources = gather_sft_data(
         cfg.sft, language=cfg.target_language, seed=cfg.seed,
         corpus_texts=lambda: read_texts(corpus_file(ctx.inputs["data"], copy_task_source(cfg))),
@@ -252,7 +255,7 @@ def _dpo_preflight(cfg: RunConfig) -> None:
     _chat_template_preflight(cfg.dpo.chat_template, "dpo")
 
 
-@stage("dpo", after=("sft", "lep", "cpt", "embed"), uses=TUNING_USES,
+@stage("dpo", config=DpoConfig, after=("sft",), produces=("model",), chat=True, uses=TUNING_USES,
        external_inputs=lambda cfg: [str(p) for p in cfg.dpo.data], preflight=_dpo_preflight)
 def dpo_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.data.instruct import load_preferences
@@ -260,5 +263,5 @@ def dpo_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
 
     assert cfg.dpo is not None
     pairs, report = load_preferences(cfg.dpo.data)
-    metrics = run_dpo(_job(cfg, ctx, "sft", "lep", "cpt", "embed"), cfg.dpo, pairs)
+    metrics = run_dpo(_job(cfg, ctx), cfg.dpo, pairs)
     return {"files": report.to_dict(), **metrics}

@@ -15,6 +15,7 @@ from langadapt.config import RunConfig
 from langadapt.data.corpus import corpus_file, eval_file, read_texts
 from langadapt.errors import LangadaptError
 from langadapt.pipeline import StageContext, stage
+from langadapt.vocab.config import VocabConfig
 
 
 def training_sources(cfg: RunConfig) -> list[str]:
@@ -69,8 +70,9 @@ def _texts(data_dir: Path, names: list[str], limit: int | None) -> Iterator[str]
 
 
 @stage(
-    "vocab", needs=("data",), uses=("models.base", "models.tokenizer", "target_language"),
-    external_inputs=_tokenizer_files, preflight=_preflight,
+    "vocab", config=VocabConfig, needs=("data",), produces=("tokenizer",),
+    uses=("models.base", "models.tokenizer", "target_language"), external_inputs=_tokenizer_files,
+    preflight=_preflight,
 )
 def vocab_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.vocab.base import BaseTokenizer

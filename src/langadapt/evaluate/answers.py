@@ -17,13 +17,21 @@ from pathlib import Path
 from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from langadapt.errors import LangadaptError
+from langadapt.evaluate.config import JudgeConfig
 from langadapt.evaluate.generation import generate_greedy
 from langadapt.evaluate.langid import detect_languages
 from langadapt.evaluate.taskfile import read_task_records
+from langadapt.evaluate.tasks import EvalModel, EvalTask, TaskOutput, eval_task
+from langadapt.preflight import input_files_checked
+from langadapt.schema import InputPath, Section
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from langadapt.config import RunConfig
 
 JUDGE_PROMPT = (
     "You grade an assistant's answer written in the language with ISO code '{language}'. Score 1-5 for "
@@ -67,16 +75,6 @@ def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, flo
     return {name: fmean(s[name].fmeasure for s in scores) for name in ("rouge1", "rouge2", "rougeL")}
 
 
-@dataclass(frozen=True)
-class JudgeConfig:
-    """An OpenAI-compatible chat endpoint; the key is read from the environment, never from a config."""
-
-    url: str  # e.g. https://api.openai.com/v1 or http://localhost:8000/v1
-    model: str
-    api_key_env: str | None = "OPENAI_API_KEY"
-    timeout_s: float = 60.0
-
-
 def judge_answer(judge: JudgeConfig, prompt: str, answer: str, language: str) -> int | None:
     """The judge's 1–5 grade, or None when its reply holds no grade."""
     body = {"model": judge.model, "temperature": 0,
@@ -88,7 +86,7 @@ def judge_answer(judge: JudgeConfig, prompt: str, answer: str, language: str) ->
     if key:
         request.add_header("Authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(request, timeout=judge.timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=judge.timeout_seconds) as response:
             reply = json.loads(response.read())["choices"][0]["message"]["content"]
     except (OSError, ValueError, KeyError, IndexError) as exc:
         raise LangadaptError(f"the judge at {judge.url} did not answer ({type(exc).__name__}) — check eval "
@@ -134,3 +132,53 @@ def generate_task(
         for k, (item, a, lang) in enumerate(zip(items, answers, languages, strict=True))
     ]
     return metrics
+
+
+# --------------------------------------------------------------------------------------------------------
+# The eval task: every `eval.generate.<name>` prompt file answered by every model.
+# --------------------------------------------------------------------------------------------------------
+
+
+class GenerateTaskConfig(Section):
+    """Answers to a prompt file (`prompt`, optional `reference` for ROUGE)."""
+
+    path: InputPath
+    language: str | None = None
+    max_items: int | None = Field(default=None, ge=1)
+    max_new_tokens: int = Field(default=128, ge=1)
+
+
+@eval_task
+class GenerateTask(EvalTask[dict[str, GenerateTaskConfig], dict[str, list[PromptItem]]]):
+    key = "generate"
+    annotation = dict[str, GenerateTaskConfig]
+    default = Field(default_factory=dict)
+
+    def input_files(self, setting: dict[str, GenerateTaskConfig]) -> list[str]:
+        return [str(task.path) for task in setting.values()]
+
+    def preflight(self, setting: dict[str, GenerateTaskConfig], cfg: RunConfig) -> None:
+        if not input_files_checked():
+            return
+        for name, task in setting.items():
+            read_prompt_file(task.path, name)
+
+    def read_inputs(self, setting: dict[str, GenerateTaskConfig], cfg: RunConfig,
+                    data_dir: Path) -> dict[str, list[PromptItem]]:
+        return {name: read_prompt_file(task.path, name)[: task.max_items] for name, task in setting.items()}
+
+    def run(self, setting: dict[str, GenerateTaskConfig], inputs: dict[str, list[PromptItem]],
+            model: EvalModel) -> TaskOutput:
+        out = TaskOutput({})
+        for name, task in setting.items():
+            language = task.language or model.target_language
+            outcome = generate_task(model.model, model.tokenizer, inputs[name], language=language,
+                                    chat_template=model.chat(), max_new_tokens=task.max_new_tokens,
+                                    judge=model.section.judge)
+            out.report[name] = outcome
+            out.headline[f"gen:{name} {language} rate"] = outcome["target_language_rate"]
+            out.headline["gen words/s"] = outcome["words_per_second"]
+            for key in ("rougeL", "judge_mean"):
+                if outcome.get(key) is not None:
+                    out.headline[f"gen:{name} {key}"] = outcome[key]
+        return out

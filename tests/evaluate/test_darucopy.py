@@ -7,7 +7,7 @@ import copy as pycopy
 import pytest
 
 from langadapt.errors import LangadaptError
-from langadapt.evaluate.copy import copy_task, lcs_ratio, lcs_score, length_score
+from langadapt.evaluate.darucopy import copy_task, lcs_ratio, lcs_score, length_score
 from langadapt.evaluate.generation import generate_greedy
 from tests.conftest import INSTRUCT_REPLY
 from tests.tiny import greedy_reply

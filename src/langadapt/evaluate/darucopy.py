@@ -13,14 +13,32 @@ old fine-grained ones, so its output is much longer in tokens) or garbles the te
 from __future__ import annotations
 
 import difflib
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import fmean
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import Field, model_validator
+
+from langadapt.errors import LangadaptError
 from langadapt.evaluate.generation import Generation, generate_greedy
+from langadapt.evaluate.tasks import (
+    EvalModel,
+    EvalTask,
+    TaskOutput,
+    eval_task,
+    eval_texts,
+    unknown_eval_source,
+)
+from langadapt.schema import InputPath, Section
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from langadapt.config import RunConfig
+
+log = logging.getLogger("langadapt.eval")
 
 CopyKind = Literal["sentence", "paragraph"]
 
@@ -120,3 +138,71 @@ def copy_task(
     tokens = sum(g.tokens for g in run.outputs)
     exact = fmean(g.text == t.strip() for g, t in zip(run.outputs, texts, strict=True)) if texts else 0.0
     return CopyResult(kind, score, exact, chars / tokens if tokens else 0.0, run.words_per_second, items)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The eval task: every `eval.copy.<name>` set of held-out texts, copied by every model.
+# --------------------------------------------------------------------------------------------------------
+
+
+class CopyTaskConfig(Section):
+    """DaruCopy on held-out texts: `source` names a data eval source, or `path` a JSONL with `text`."""
+
+    kind: CopyKind
+    source: str | None = None
+    path: InputPath | None = None
+    language: str | None = None
+    min_chars: int = Field(default=0, ge=0)
+    max_chars: int | None = Field(default=None, ge=1)
+    max_items: int | None = Field(default=20, ge=1)
+    max_new_tokens: int | None = Field(default=None, ge=1, description="default: 128 sentence, 1024 paragraph")
+    instruction: str | None = Field(default=None, description="with {text}; default: per language")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> CopyTaskConfig:
+        if (self.source is None) == (self.path is None):
+            raise ValueError("set exactly one of source (a data.eval_sources name) or path (a JSONL file)")
+        return self
+
+
+@eval_task
+class CopyTask(EvalTask[dict[str, CopyTaskConfig], dict[str, list[str]]]):
+    key = "copy"
+    attribute = "copy_tasks"  # `copy` is a pydantic method name
+    annotation = dict[str, CopyTaskConfig]
+    default = Field(default_factory=dict, alias="copy")
+
+    def input_files(self, setting: dict[str, CopyTaskConfig]) -> list[str]:
+        return [str(task.path) for task in setting.values() if task.path is not None]
+
+    def preflight(self, setting: dict[str, CopyTaskConfig], cfg: RunConfig) -> None:
+        for name, task in setting.items():
+            problem = task.source is not None and unknown_eval_source(cfg, task.source, f"eval.copy.{name}.source")
+            if problem:
+                raise LangadaptError(problem)
+
+    def read_inputs(self, setting: dict[str, CopyTaskConfig], cfg: RunConfig, data_dir: Path) -> dict[str, list[str]]:
+        from langadapt.evaluate.runner import read_text_file
+
+        texts = {}
+        for name, task in setting.items():
+            pool = eval_texts(data_dir, task.source) if task.source is not None else read_text_file(task.path)
+            chosen = [t for t in pool if len(t) >= task.min_chars and (task.max_chars is None or len(t) <= task.max_chars)]
+            if not chosen:
+                raise LangadaptError(f"eval.copy.{name}: no text has between {task.min_chars} and {task.max_chars} "
+                                     "characters — widen min_chars/max_chars")
+            texts[name] = chosen[: task.max_items]
+        return texts
+
+    def run(self, setting: dict[str, CopyTaskConfig], inputs: dict[str, list[str]], model: EvalModel) -> TaskOutput:
+        out = TaskOutput({})
+        chat = model.chat()
+        for name, task in setting.items():
+            result = copy_task(model.model, model.tokenizer, inputs[name], kind=task.kind,
+                               language=task.language or model.target_language, instruction=task.instruction,
+                               chat_template=chat, max_new_tokens=task.max_new_tokens)
+            out.report[name] = {**result.to_dict(), "chat_template": chat}
+            out.headline[f"copy:{name} {'len' if task.kind == 'sentence' else 'lcs'}"] = round(result.score, 4)
+            out.headline.setdefault("gen words/s", round(result.words_per_second, 3))
+            log.info("%s: copy %s %.3f", model.spec.label, name, result.score)
+        return out

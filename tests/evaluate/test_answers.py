@@ -12,8 +12,7 @@ from typing import ClassVar
 import pytest
 
 from langadapt.errors import LangadaptError
-from langadapt.evaluate.generate import (
-    JudgeConfig,
+from langadapt.evaluate.answers import (
     PromptItem,
     UnicodeWordTokenizer,
     generate_task,
@@ -21,6 +20,7 @@ from langadapt.evaluate.generate import (
     read_prompt_file,
     rouge_scores,
 )
+from langadapt.evaluate.config import JudgeConfig
 from langadapt.evaluate.langid import detect_languages, warn_if_not
 from tests.conftest import INSTRUCT_REPLY
 
@@ -76,7 +76,7 @@ def test_generate_task_with_judge(instruct, judge_url, monkeypatch) -> None:
     model, tokenizer = instruct
     monkeypatch.setenv("TEST_JUDGE_KEY", "secret-value")
     items = [PromptItem("Idatzi zerbait.", reference=INSTRUCT_REPLY), PromptItem("Zer moduz?")]
-    judge = JudgeConfig(judge_url, "judge-model", api_key_env="TEST_JUDGE_KEY")
+    judge = JudgeConfig(url=judge_url, model="judge-model", api_key_env="TEST_JUDGE_KEY")
     metrics = generate_task(model, tokenizer, items, language="eu", max_new_tokens=16, judge=judge)
     assert [item["answer"] for item in metrics["items"]] == [INSTRUCT_REPLY, INSTRUCT_REPLY]
     expected_rate = sum(code == "eu" for code in detect_languages([INSTRUCT_REPLY] * 2)) / 2
@@ -90,7 +90,7 @@ def test_generate_task_with_judge(instruct, judge_url, monkeypatch) -> None:
 
 
 def test_unreachable_judge_is_one_line() -> None:
-    judge = JudgeConfig("http://127.0.0.1:9/v1", "m", api_key_env=None, timeout_s=2)
+    judge = JudgeConfig(url="http://127.0.0.1:9/v1", model="m", api_key_env=None, timeout_seconds=2)
     with pytest.raises(LangadaptError, match="did not answer"):
         judge_answer(judge, "q", "a", "eu")
 
