@@ -25,8 +25,8 @@ from common import DEMO_DATA, markdown_table, peak_rss_mb, timed
 def held_out_texts(count_sentences: int, count_paragraphs: int, seed: int) -> tuple[list[str], list[str]]:
     """Sentences (30-120 characters) and short paragraphs (2+ sentences, <= 260 characters) of the dev split."""
     from langadapt.data.config import SourceConfig
-    from langadapt.data.instruct import split_sentences
     from langadapt.data.sources import iter_documents
+    from langadapt.train.copy_task import split_sentences
 
     source = SourceConfig(path=str(DEMO_DATA / "libreoffice-help.en-eu.dev.jsonl.gz"), text_field="eu")
     documents = [d.strip() for d in iter_documents(source, "dev")]
@@ -70,11 +70,12 @@ def main() -> None:
     import torch
 
     from langadapt.data.config import SourceConfig
-    from langadapt.data.instruct import copy_task_conversations
     from langadapt.data.sources import iter_documents
     from langadapt.models import resolve
     from langadapt.train.config import SftConfig
-    from langadapt.train.sft import TuningJob, run_sft
+    from langadapt.train.copy_task import copy_task_conversations
+    from langadapt.train.sft import run_sft
+    from langadapt.train.tuning import TuningJob
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("langadapt").setLevel(logging.INFO)  # training progress

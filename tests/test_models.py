@@ -115,3 +115,11 @@ def test_a_killed_materialisation_leaves_nothing_that_counts(monkeypatch, tmp_pa
         models.resolve("builtin:smollm2-135m-instruct")
     assert not leftover.exists()
     assert [p.name for p in (tmp_path / "models").iterdir()] == [".smollm2-135m-instruct.lock"]
+
+
+def test_hub_downloads_fetch_model_code_only_when_it_is_trusted() -> None:
+    from langadapt.models import hub_patterns
+
+    assert "*.py" not in hub_patterns(with_code=False)
+    assert "*.py" in hub_patterns(with_code=True)  # trust_remote_code models cannot load without their code
+    assert not any(p.endswith((".bin", ".pt", ".pth", ".pkl")) for p in hub_patterns(with_code=True))

@@ -84,7 +84,7 @@ def resolve(ref: str | Path, *, trust_remote_code: bool = False) -> Path:
         _check_local_folder(path, trust_remote_code=trust_remote_code)
         return path
     if _HUB_ID.match(ref):
-        folder = _download_from_hub(ref)
+        folder = _download_from_hub(ref, with_code=trust_remote_code)
         _check_local_folder(folder, trust_remote_code=trust_remote_code)
         return folder
     raise LangadaptError(_nothing_found(ref))
@@ -143,7 +143,13 @@ def _check_local_folder(path: Path, *, trust_remote_code: bool) -> None:
         raise LangadaptError(f"model '{path}' has a config.json but no *.safetensors weights — re-export it")
 
 
-def _download_from_hub(repo_id: str) -> Path:
+def hub_patterns(with_code: bool) -> list[str]:
+    """What is fetched from the hub: configs, safetensors and tokenizer files; `*.py` only when the config
+    trusts the model's own code (`models.trust_remote_code: true`), which cannot load without it."""
+    return [*HUB_ALLOW_PATTERNS, "*.py"] if with_code else list(HUB_ALLOW_PATTERNS)
+
+
+def _download_from_hub(repo_id: str, *, with_code: bool = False) -> Path:
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -151,7 +157,7 @@ def _download_from_hub(repo_id: str) -> Path:
         raise LangadaptError("huggingface_hub is not installed — pip install huggingface_hub") from None
     try:
         # The token, if any, comes from HF_TOKEN / the hub login; it is never passed through configs or logs.
-        folder = snapshot_download(repo_id, allow_patterns=HUB_ALLOW_PATTERNS)
+        folder = snapshot_download(repo_id, allow_patterns=hub_patterns(with_code))
     except RepositoryNotFoundError:
         raise LangadaptError(
             f"model '{repo_id}' resolves to nothing: the hub has no such repository (or it is gated — set "

@@ -70,7 +70,8 @@ class Stage:
         return self.section is None or getattr(cfg, self.section, None) is not None
 
 
-STAGES: Registry[Stage] = Registry("stage", tuple(f"langadapt.{p}.stages" for p in PACKAGES))
+STAGES: Registry[Stage] = Registry("stage", tuple(f"langadapt.{p}.stages" for p in PACKAGES),
+                                   module_of=lambda item: item.fn.__module__)
 
 
 def stage(

@@ -17,11 +17,13 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """name → plug-in, in registration order; built-ins come from `builtin_modules`, imported lazily."""
+    """name → plug-in; built-ins come from `builtin_modules` (imported lazily) and are listed in that order
+    whatever order they were imported in, plug-ins after them in registration order."""
 
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = ()):
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = (), module_of: Callable[[T], str] | None = None):
         self.kind = kind
         self.builtin_modules = builtin_modules
+        self.module_of = module_of  # the module that defines a plug-in (for the built-in order)
         self._items: dict[str, T] = {}
         self._loaded = False
 
@@ -49,7 +51,12 @@ class Registry(Generic[T]):
 
     def items(self) -> dict[str, T]:
         self.load()
-        return dict(self._items)
+        if self.module_of is None:
+            return dict(self._items)
+        rank = {module: index for index, module in enumerate(self.builtin_modules)}
+        ordered = sorted(enumerate(self._items.items()),
+                         key=lambda entry: (rank.get(self.module_of(entry[1][1]), len(rank)), entry[0]))
+        return dict(item for _, item in ordered)
 
     def names(self) -> list[str]:
         return list(self.items())

@@ -9,6 +9,7 @@ import torch
 
 from langadapt.errors import LangadaptError
 from langadapt.evaluate.bpc import bits_per_character, prefix_token_id, sliding_windows
+from tests.evaluate.conftest import document_nll
 
 
 def _token_nll(model, context: list[int], target: int) -> float:
@@ -17,19 +18,12 @@ def _token_nll(model, context: list[int], target: int) -> float:
     return -torch.log_softmax(logits.double(), -1)[target].item()
 
 
-def _document_nll(model, ids: list[int]) -> float:
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids])).logits[0].double()
-    logp = torch.log_softmax(logits[:-1], -1)
-    return -logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum().item()
-
-
 def test_bpc_equals_hand_computation_per_document(llama, basque_dev_texts) -> None:
     model, tokenizer = llama
     texts = [*basque_dev_texts[:11], "Ñabardura: «€» eta ö — Привет"]
     prefix = prefix_token_id(tokenizer)
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    nll = sum(_document_nll(model, [prefix, *ids]) for ids in encoded)
+    nll = sum(document_nll(model, [prefix, *ids]) for ids in encoded)
     chars = sum(len(t) for t in texts)
     n_bytes = sum(len(t.encode()) for t in texts)
 

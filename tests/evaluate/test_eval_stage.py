@@ -13,9 +13,9 @@ from langadapt.cli import app
 from langadapt.config import validate_config
 from langadapt.data.corpus import eval_file, read_texts
 from langadapt.errors import LangadaptError
-from langadapt.evaluate.bpc import bits_per_character
 from langadapt.pipeline import check, run_pipeline
 from langadapt.runstore import RunStore
+from tests.evaluate.conftest import reference_bits_per_char
 from tests.tiny import EU_DEV, EU_TRAIN, REPO
 from tests.tiny import texts as tiny_texts
 
@@ -55,9 +55,9 @@ def test_eval_stage_writes_reports_and_metrics(tmp_path: Path, tiny_llama: Path,
     report = json.loads((out / "base.json").read_text())
     texts = list(read_texts(eval_file(tmp_path / "run" / "data", "eu_dev")))[:12]
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
-    expected = bits_per_character(model, AutoTokenizer.from_pretrained(tiny_llama), texts)
-    assert report["bpc"]["eu_dev"]["bits_per_char"] == pytest.approx(expected.bits_per_char, rel=1e-6)
-    assert report["headline"]["eu bpc"] == round(expected.bits_per_char, 4)
+    expected = reference_bits_per_char(model.eval(), AutoTokenizer.from_pretrained(tiny_llama), texts)
+    assert report["bpc"]["eu_dev"]["bits_per_char"] == pytest.approx(expected, rel=1e-5)
+    assert report["headline"]["eu bpc"] == round(expected, 4)
     assert set(report["headline"]) >= {"eu bpc", "en bpc", "eu tok/word", "mc:translation loglik",
                                        "mc:translation loglik_norm", "copy:sentences len", "gen words/s"}
     assert report["mc"]["translation"]["n"] == 3
@@ -92,6 +92,20 @@ def test_bpc_verb_reads_a_text_file(tmp_path: Path, tiny_llama: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "bpc", str(tiny_llama), str(EU_DEV), "--field", "eu", "--max-texts", "5"])
     assert result.exit_code == 0, result.output
     texts = tiny_texts("eu", path=EU_DEV, limit=5)
-    expected = bits_per_character(AutoModelForCausalLM.from_pretrained(tiny_llama),
-                                  AutoTokenizer.from_pretrained(tiny_llama), texts)
-    assert json.loads(result.output)["bits_per_char"] == round(expected.bits_per_char, 6)
+    expected = reference_bits_per_char(AutoModelForCausalLM.from_pretrained(tiny_llama).eval(),
+                                       AutoTokenizer.from_pretrained(tiny_llama), texts)
+    assert json.loads(result.output)["bits_per_char"] == pytest.approx(expected, abs=2e-6)
+
+
+def test_the_base_is_evaluated_with_models_tokenizer(tmp_path: Path, tiny_llama: Path, tiny_qwen2: Path) -> None:
+    from langadapt.evaluate.stages import model_specs
+    from langadapt.pipeline import StageContext
+    from langadapt.runstore import RunStore
+
+    data = _config(tmp_path, tiny_llama, models=["base", "cpt", str(tiny_qwen2)])
+    data["models"]["tokenizer"] = str(tiny_qwen2)
+    cfg = validate_config(data, base_dir=tmp_path)
+    ctx = StageContext("eval", cfg, tmp_path, tmp_path, {}, "k", RunStore(tmp_path))
+    specs, skipped = model_specs(cfg, ctx)
+    assert [(s.label, s.tokenizer) for s in specs] == [("base", str(tiny_qwen2)), ("qwen2", None)]
+    assert skipped == ["cpt"]  # a stage this run does not have

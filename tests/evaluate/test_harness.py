@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import pytest
@@ -32,3 +33,36 @@ def test_missing_lm_eval_says_how_to_install(llama, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # import lm_eval now raises ImportError
     with pytest.raises(LangadaptError, match=r"pip install langadapt\[eval\]"):
         run_lm_eval(*llama, ["x"])
+
+
+def test_letter_prompts_and_first_token_agree_with_a_native_lm_eval_task(llama, basque_dev_texts, tmp_path) -> None:
+    """An oracle that shares none of our prompt code: the letter format written as lm-eval's own Jinja task
+    (question, lettered options, answer word, " A".." D" continuations). lm-eval's loglikelihood of a one-token
+    continuation is log p(first token), so it checks `loglik` and `first_token` and the prompt layout at once."""
+    import json
+
+    model, tokenizer = llama
+    items = _items(basque_dev_texts, 8, seed=9)
+    data = tmp_path / "native.jsonl"
+    data.write_text("".join(json.dumps({"question": i.question, "context": i.context or "", "choices": i.choices,
+                                        "answer": i.answer}, ensure_ascii=False) + "\n" for i in items))
+    template = ("{% if context %}{{context}}\n\n{% endif %}Galdera: {{question}}\n"
+                "{% for c in choices %}{{ 'ABCD'[loop.index0] }}. {{c}}\n{% endfor %}Erantzuna:")
+    spec = {"task": "native_letters", "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}},
+            "test_split": "test", "output_type": "multiple_choice", "doc_to_text": template,
+            "doc_to_choice": ["A", "B", "C", "D"], "doc_to_target": "answer", "target_delimiter": " ",
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
+    (tmp_path / "native_letters.yaml").write_text(json.dumps(spec))
+    results = run_lm_eval(model, tokenizer, ["native_letters"], include_path=tmp_path, log_samples=True)
+    ours = evaluate_mc(model, tokenizer, items, fmt=McFormat(language="eu", answer_format="letter"))
+    single = [k for k, letter in enumerate("ABCD")  # letters the tiny tokenizer writes as one token after a space
+              if len(tokenizer("Erantzuna: " + letter, add_special_tokens=False)["input_ids"])
+              == len(tokenizer("Erantzuna:", add_special_tokens=False)["input_ids"]) + 1]
+    assert single  # for those, lm-eval's loglikelihood is exactly log p(first token)
+    samples = sorted(results["samples"]["native_letters"], key=lambda s: s["doc_id"])
+    for sample, record in zip(samples, ours.items, strict=True):
+        theirs = [ll for ll, _ in sample["filtered_resps"]]
+        assert record["loglik"]["scores"] == pytest.approx(theirs, abs=2e-4)
+        first = [record["first_token"]["scores"][k] for k in single]  # probabilities, rounded to 6 decimals
+        assert first == pytest.approx([math.exp(theirs[k]) for k in single], abs=2e-6)
+    assert results["native_letters"]["acc"] == pytest.approx(ours.accuracy["loglik"])

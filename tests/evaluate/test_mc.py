@@ -113,3 +113,12 @@ def test_task_file_reads(tmp_path: Path) -> None:
     assert items == [McItem("q", ["a", "b"], 1, "c")]
     with pytest.raises(LangadaptError, match="does not exist"):
         read_mc_file(tmp_path / "missing.jsonl")
+
+
+def test_scoring_warns_about_no_deprecated_cache_argument(llama, basque_dev_texts) -> None:
+    import warnings
+
+    model, tokenizer = llama
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # transformers' `past_key_values` deprecation
+        evaluate_mc(model, tokenizer, _items(basque_dev_texts, 2), fmt=McFormat(answer_format="text"))

@@ -16,7 +16,7 @@ from langadapt.embeddings.surgery import INPUT, embed_model, embedding_matrices
 from langadapt.errors import LangadaptError
 from langadapt.lep.propagate import check_inputs, lep_model, propagation_map
 from langadapt.vocab.token_map import TokenMap
-from tests.embeddings.helpers import extend_with_words
+from tests.embeddings.helpers import decompose, extend_with_words
 
 NEW_WORDS = ["Kaixoñ", "mundua", "euskara", "testu-koadroa", "Ezabatu", "aukeratu"]
 
@@ -103,9 +103,54 @@ def test_overlap_and_conversion_recover_a_known_map_and_apply_it_to_the_donor(
         assert metrics["maps"][name]["residual"] < 1e-8
     assert torch.equal(out.model.layers[0].mlp.up_proj.weight, instruct.model.layers[0].mlp.up_proj.weight)
     assert metrics["chat_rows_copied"] == len(chat) and metrics["new_rows"] == len(NEW_WORDS)
+    special = sum(token.special for token in out_tokenizer.added_tokens_decoder.values())
     expected_fit = len(out_tokenizer) if method == "conversion" else token_map.base_vocab_size
-    assert metrics["maps"][INPUT]["fit_rows"] == expected_fit
+    assert metrics["maps"][INPUT]["fit_rows"] == expected_fit - special  # special rows are copied, not fitted
     assert out_tokenizer.chat_template == instruct_tokenizer.chat_template
+
+
+def test_conversion_equals_an_independent_fit_when_the_instruct_model_is_no_linear_image(
+    trio: Trio, tmp_path: Path
+) -> None:
+    """I = B·R plus noise, so no exact map exists and a wrong T (other sub-tokens, special rows in the fit)
+    gives another X. The oracle builds T row by row — each added word spelt by the old tokenizer's own model on
+    its byte-level surface (the test helper's `decompose`, as the vocab stage spells tokens) — and solves with
+    numpy: no langadapt code."""
+    import numpy as np
+
+    generator = torch.Generator().manual_seed(3)
+    noisy, _ = load(trio.instruct)
+    with torch.no_grad():
+        for weight in embedding_matrices(noisy).values():
+            weight.add_(0.05 * torch.randn(weight.shape, generator=generator, dtype=torch.float64))
+    noisy_dir = save(noisy, trio.instruct, tmp_path / "noisy")
+    base, old_tokenizer = load(trio.base)
+    donor, donor_tokenizer = load(trio.donor)
+    special = {i for i, token in donor_tokenizer.added_tokens_decoder.items() if token.special}
+    assert special  # the chat tokens: their rows must not shape the map
+    added = set(donor_tokenizer.added_tokens_decoder)
+
+    metrics = lep_model(trio.base, noisy_dir, trio.donor, tmp_path / "out", "conversion")
+    out, _ = load(tmp_path / "out")
+    b, i, d, o = (embedding_matrices(m) for m in (base, noisy, donor, out))
+    n_base = len(old_tokenizer)
+    for name in b:
+        rows_b, rows_i = [], []
+        for new_id in range(len(donor_tokenizer)):
+            if new_id in special:
+                continue
+            if new_id < n_base:
+                ids = [new_id]
+            else:
+                assert new_id in added  # the fixture appends whole words as added tokens
+                ids = decompose(old_tokenizer, donor_tokenizer.convert_ids_to_tokens(new_id))
+            rows_b.append(b[name][ids].mean(0).numpy())
+            rows_i.append(i[name][ids].mean(0).numpy())
+        oracle = np.linalg.lstsq(np.stack(rows_b), np.stack(rows_i), rcond=None)[0]
+        assert metrics["maps"][name]["fit_rows"] == len(rows_b) and metrics["maps"][name]["residual"] > 1e-3
+        rest = torch.tensor([k for k in range(len(donor_tokenizer)) if k not in special])
+        expected = d[name][rest].numpy() @ oracle
+        assert np.abs(o[name][rest].numpy() - expected).max() < 1e-8
 
 
 def test_swap_takes_the_donor_rows_as_they_are(trio: Trio, tmp_path: Path) -> None:

@@ -70,6 +70,45 @@ def test_lep_without_an_instruct_model_is_refused_by_validate(tmp_path: Path, ti
         check(validate_config(config(tmp_path, tiny_llama, tiny_llama, lep={}), base_dir=tmp_path))
 
 
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_lep_after_a_trained_body_is_refused_unless_allowed(tmp_path: Path, tiny_instruct_pair, mode: str) -> None:
+    pair = tiny_instruct_pair
+    pack = {"context_length": 32}
+    cfg = validate_config(config(tmp_path, pair.base, pair.instruct, pack=pack, embed={}, cpt={"mode": mode},
+                                 lep={}), base_dir=tmp_path)
+    with pytest.raises(LangadaptError, match=rf"lep after cpt.mode {mode}: LEP propagates only the donor's "
+                                             "embeddings.*set lep.allow_trained_body: true"):
+        check(cfg)
+    allowed = config(tmp_path, pair.base, pair.instruct, pack=pack, embed={}, cpt={"mode": mode},
+                     lep={"allow_trained_body": True})
+    check(validate_config(allowed, base_dir=tmp_path))
+    check(validate_config(config(tmp_path, pair.base, pair.instruct, pack=pack, embed={},
+                                 cpt={"mode": "embeddings"}, lep={}), base_dir=tmp_path))
+
+
+def test_lep_reads_the_base_tokenizer_from_models_tokenizer(tmp_path: Path, tiny_instruct_pair) -> None:
+    """A base folder without tokenizer files: LEP must take B's tokenizer from models.tokenizer."""
+    import shutil
+
+    from langadapt.lep.propagate import check_inputs
+
+    pair = tiny_instruct_pair
+    bare = tmp_path / "bare-base"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        if (pair.base / name).exists():
+            shutil.copy(pair.base / name, bare / name)
+    tokenizer_dir, _ = extend_with_words(pair.base, ["kaixomundua"], tmp_path / "tok")
+    donor = tmp_path / "donor"
+    from langadapt.embeddings.surgery import embed_model
+
+    embed_model(pair.base, tokenizer_dir, donor)
+    with pytest.raises(Exception):  # noqa: B017 — transformers finds no tokenizer in the bare folder
+        check_inputs(bare, pair.instruct, donor)
+    inputs = check_inputs(bare, pair.instruct, donor, base_tokenizer=pair.base)
+    assert len(inputs.base_tokenizer) == inputs.token_map.base_vocab_size
+
+
 def langadapt(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "langadapt.cli", *args], capture_output=True, text=True, timeout=300)
 

@@ -7,6 +7,7 @@ training run takes a few seconds).
 
 from __future__ import annotations
 
+import json
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,20 +67,22 @@ def fast_settings(**overrides: object) -> CptConfig:
     return CptConfig(**values)
 
 
-MIX = {"achieved_token_share": {"basque": 0.8, "english": 0.2}}
+# What the stand-in pack stage reports: chosen here, unlike anything cpt could compute itself, so a test that
+# finds them in cpt's metrics shows cpt copied the pack stage's manifest.
+PACK_METRICS = {"mix": {"achieved_token_share": {"basque": 0.8137, "english": 0.1863}}, "packing_efficiency": 0.9871}
 
 # Stand-ins for the pack and embed stages, so cpt stage tests need no data/vocab stages: they copy prepared
 # folders into their stage folders in the stages' contract layout (tests/data/test_pack.py holds the contract).
 STAND_INS = textwrap.dedent(
     """
-    import os, shutil
+    import json, os, shutil
     from pathlib import Path
     from langadapt import pipeline
     from langadapt.pipeline import Stage
 
     def fake_pack(cfg, ctx):
         shutil.copytree(os.environ["PACKED"], ctx.out / "dataset")
-        return {"mix": {"achieved_token_share": {"basque": 0.8, "english": 0.2}}, "packing_efficiency": 1.0}
+        return json.loads(os.environ["PACK_METRICS"])
 
     def fake_embed(cfg, ctx):
         shutil.copytree(os.environ["EMBED_MODEL"], ctx.out / "model")
@@ -99,6 +102,7 @@ def install_stand_ins(monkeypatch: pytest.MonkeyPatch, packed: Path, embed_model
     namespace: dict = {}
     exec(STAND_INS, namespace)
     monkeypatch.setenv("PACKED", str(packed))
+    monkeypatch.setenv("PACK_METRICS", json.dumps(PACK_METRICS))
     if embed_model is not None:
         monkeypatch.setenv("EMBED_MODEL", str(embed_model))
     monkeypatch.setattr(pipeline, "registered_stages", namespace["stages_with_stand_ins"])
@@ -175,7 +179,8 @@ class TrainedRun:
 
 def train_sft(start: Path, original: Path, out: Path, *, conversations=None, **settings) -> TrainedRun:
     from langadapt.train.config import SftConfig
-    from langadapt.train.sft import TuningJob, run_sft
+    from langadapt.train.sft import run_sft
+    from langadapt.train.tuning import TuningJob
 
     values = {"copy_task": {"count": 1}, "max_steps": 30, "batch_size": 8, "learning_rate": 1e-2, "logging_steps": 5}
     if settings.get("mode", "lora") == "lora":

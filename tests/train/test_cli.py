@@ -28,9 +28,9 @@ def test_settings_come_from_the_cpt_section_with_overrides(tmp_path: Path) -> No
     assert (settings.mode, settings.learning_rate, settings.max_steps, settings.schedule) == ("lora", 2e-4, 50, "wsd")
     assert (settings.lora.r, settings.lora.alpha) == (8, 1.0)
     assert settings.launch.config_file == tmp_path / "ds.yaml"  # relative to the config file
-    assert run["seed"] == 9 and run["trust_remote_code"] is True
+    assert run.seed == 9 and run.trust_remote_code is True
     defaults, run = section_from(None, "cpt", CptConfig, [])
-    assert defaults.mode == "embeddings" and run["seed"] == 42 and run["trust_remote_code"] is False
+    assert defaults.mode == "embeddings" and run.seed == 42 and run.trust_remote_code is False
 
 
 @pytest.mark.parametrize(

@@ -13,14 +13,13 @@ from langadapt.errors import LangadaptError
 from langadapt.train.common import (
     COMPLETE_MARKER,
     embedding_parameters,
-    format_seconds,
     last_complete_checkpoint,
-    loss_curve,
     remove_incomplete_checkpoints,
     schedule_arguments,
     split_embedding_groups,
     train_only_embeddings,
 )
+from langadapt.train.progress import format_seconds, loss_curve
 
 PEAK, TOTAL, WARMUP = 2e-4, 100, 10
 

@@ -14,7 +14,7 @@ from langadapt.errors import LangadaptError
 from langadapt.train.check import check_model_folder
 from langadapt.train.config import DpoConfig, TuningConfig
 from langadapt.train.dpo import build_dpo_dataset, run_dpo
-from langadapt.train.sft import TuningJob, prepare_model, render
+from langadapt.train.tuning import TuningJob, prepare_model, render
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,14 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from langadapt.errors import LangadaptError
 from langadapt.train.check import check_model_folder
-from langadapt.train.sft import (
-    IGNORE,
-    build_sft_dataset,
-    ensure_chat_template,
-    fit_to_length,
-    render,
-    tokenize_conversation,
-)
+from langadapt.train.sft import IGNORE, build_sft_dataset, fit_to_length, tokenize_conversation
+from langadapt.train.tuning import ensure_chat_template, render
 from tests.train.conftest import NEW_TOKENS, greeting_conversations, train_sft
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -160,7 +154,7 @@ def test_embedding_lr_applies_to_the_embedding_matrix_only(tmp_path, resized_tie
 
     from langadapt.train.common import embedding_parameters
     from langadapt.train.config import SftConfig as Settings
-    from langadapt.train.sft import TuningJob, load_for_tuning, make_trainer, training_arguments
+    from langadapt.train.tuning import TuningJob, load_for_tuning, make_trainer, training_arguments
 
     settings = Settings(copy_task={"count": 1}, learning_rate=1e-4, embedding_lr=1e-3, schedule="constant",
                         max_steps=2, batch_size=2)
@@ -254,7 +248,7 @@ def test_a_tokenizer_longer_than_the_embeddings_is_refused(tmp_path, tiny_llama)
 
 @pytest.mark.smollm2
 def test_smollm2_calibration_ends_in_a_checked_standalone_model(tmp_path, smollm2_dir, basque_texts) -> None:
-    from langadapt.data.instruct import copy_task_conversations
+    from langadapt.train.copy_task import copy_task_conversations
 
     conversations, _ = copy_task_conversations(basque_texts[:200], count=8, sentence_share=1.0, language="eu", seed=0)
     run = train_sft(smollm2_dir, smollm2_dir, tmp_path / "smol", conversations=conversations, max_steps=2,

@@ -21,7 +21,7 @@ from langadapt.errors import LangadaptError
 from langadapt.pipeline import run_pipeline
 from langadapt.runstore import RunStore
 from tests.tiny import EU_DEV, REPO
-from tests.train.conftest import MIX, STAND_INS, install_stand_ins, run_config
+from tests.train.conftest import PACK_METRICS, STAND_INS, install_stand_ins, run_config
 
 
 def test_stage_trains_the_base_and_records_the_run(tmp_path: Path, tiny_llama: Path, packed_eu: Path, monkeypatch) -> None:
@@ -33,7 +33,9 @@ def test_stage_trains_the_base_and_records_the_run(tmp_path: Path, tiny_llama: P
     metrics = manifest["metrics"]
     assert metrics["tokens_seen"] == 4 * 4 * 64 and metrics["steps"] == 4 and metrics["tokens_per_second"] > 0
     assert [p["step"] for p in metrics["loss_curve"]] == [1, 2, 3, 4]
-    assert metrics["data_token_share"] == MIX["achieved_token_share"] and metrics["packing_efficiency"] == 1.0
+    pack = json.loads((run / "pack" / "manifest.json").read_text())["metrics"]
+    assert metrics["data_token_share"] == pack["mix"]["achieved_token_share"]
+    assert metrics["packing_efficiency"] == pack["packing_efficiency"]
     assert metrics["summary"]["tokens seen"] == 1024 and manifest["wall_seconds"] > 0
     assert manifest["config"]["cpt"]["mode"] == "embeddings"
     assert not (run / ".work" / "cpt").exists()  # checkpoints go once the stage is committed
@@ -61,6 +63,10 @@ def test_preflight_refuses_a_launcher_around_run_and_unknown_optimizers(
         pipeline.check(run_config(tmp_path, tiny_llama, optimizer="adamw_fancy"))
     with pytest.raises(LangadaptError, match="does not exist — see configs/accelerate"):
         pipeline.check(run_config(tmp_path, tiny_llama, launch={"config_file": "nope.yaml"}))
+    with pytest.raises(LangadaptError, match=r"warmup_steps \(4\) ≥ total steps \(4\)"):
+        pipeline.check(run_config(tmp_path, tiny_llama, warmup_steps=4, max_steps=4))  # caught before any training
+    with pytest.raises(LangadaptError, match=r"wsd: warmup_steps \(3\) \+ decay steps \(2\) exceed"):
+        pipeline.check(run_config(tmp_path, tiny_llama, schedule="wsd", warmup_steps=3, max_steps=4, decay_ratio=0.5))
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(LangadaptError, match="run it without torchrun/accelerate launch"):
         pipeline.check(run_config(tmp_path, tiny_llama))
@@ -98,7 +104,8 @@ def test_kill_9_mid_training_then_rerun_resumes_bit_identically(
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "killable.py").write_text(KILLABLE)
-    env = {**os.environ, "PACKED": str(packed_eu), "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PACKED": str(packed_eu), "PACK_METRICS": json.dumps(PACK_METRICS),
+           "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, str(tmp_path / "killable.py"), str(tmp_path / "config.json")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = killed / ".work" / "cpt" / "checkpoints" / "checkpoint-3" / "LANGADAPT_COMPLETE"

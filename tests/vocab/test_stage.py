@@ -78,6 +78,12 @@ def test_optimized_stage_samples_english_sources(tmp_path: Path, byte_level_toke
         ({"method": "bpe", "keep": 10}, ConfigError, "only applies to method 'optimized'"),
         ({"sources": ["nope"]}, LangadaptError, "vocab.sources: nope — name sources of data.sources (basque, english)"),
         ({"methd": "bpe"}, ConfigError, "did you mean 'method'"),
+        # keys that would be accepted and silently ignored
+        ({"method": "bpe", "merges": "prepend"}, ConfigError, "'merges' only applies to method 'extended' or"),
+        ({"method": "unigram", "merges": "continue"}, ConfigError, "'merges' only applies"),
+        ({"method": "extended", "english_sources": ["english"]}, ConfigError,
+         "'english_sources' only applies to method 'optimized', not 'extended'"),
+        ({"english_documents": 10}, ConfigError, "'english_documents' only applies to method 'optimized'"),
     ],
 )
 def test_bad_vocab_sections_fail_validation(tmp_path: Path, byte_level_tokenizer: Path, vocab: dict, error: type,

@@ -182,7 +182,11 @@ def score_requests(
             raise LangadaptError(f"a choice is longer than the model's context ({max_length} tokens)")
         request.context = request.context[-keep:]
     device = next(model.parameters()).device
-    keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+    parameters = inspect.signature(model.forward).parameters
+    keeps_logits = "logits_to_keep" in parameters
+    # transformers >= 5.2x names the KV-cache argument `cache` and warns on `past_key_values`; older 5.x only
+    # knows `past_key_values`.
+    cache_arg = "cache" if "cache" in parameters else "past_key_values"
     order = sorted(range(len(requests)), key=lambda i: len(requests[i].context), reverse=True)
     at = 0
     with torch.inference_mode():
@@ -190,11 +194,12 @@ def score_requests(
             width = len(requests[order[at]].context)
             rows = order[at : at + max(1, batch_tokens // width)]
             at += len(rows)
-            _score_batch(model, [requests[i] for i in rows], width, batch_tokens, pad_id, device, keeps_logits)
+            _score_batch(model, [requests[i] for i in rows], width, batch_tokens, pad_id, device, keeps_logits,
+                         cache_arg)
 
 
 def _score_batch(model: PreTrainedModel, batch: list[_Request], width: int, batch_tokens: int, pad_id: int,
-                 device: torch.device, keeps_logits: bool) -> None:
+                 device: torch.device, keeps_logits: bool, cache_arg: str) -> None:
     import torch
     from transformers import DynamicCache
 
@@ -206,9 +211,10 @@ def _score_batch(model: PreTrainedModel, batch: list[_Request], width: int, batc
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     extra = {"logits_to_keep": 1} if keeps_logits else {}
     out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                past_key_values=DynamicCache(), use_cache=True, **extra)
+                use_cache=True, **{cache_arg: DynamicCache()}, **extra)
     last = torch.log_softmax(out.logits[:, -1].float(), -1)
-    layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    filled = out["cache"] if "cache" in out else out["past_key_values"]
+    layers = [(layer.keys, layer.values) for layer in filled.layers]
     del out
 
     # Rows of the continuation pass: every continuation longer than one token (one-token ones are done).
@@ -236,7 +242,7 @@ def _score_batch(model: PreTrainedModel, batch: list[_Request], width: int, batc
         cache = DynamicCache([(k[owners.to(k.device)], v[owners.to(v.device)]) for k, v in layers])
         logits = model(
             input_ids=cont_ids.to(device), attention_mask=torch.cat([mask[owners], cont_mask], -1).to(device),
-            position_ids=cont_pos.to(device), past_key_values=cache, use_cache=True,
+            position_ids=cont_pos.to(device), use_cache=True, **{cache_arg: cache},
         ).logits
         logp = torch.log_softmax(logits.float(), -1)
         for r, (row, k) in enumerate(chunk):

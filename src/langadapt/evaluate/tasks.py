@@ -96,7 +96,8 @@ class EvalTask(Generic[SettingT, InputsT]):
         raise NotImplementedError
 
 
-EVAL_TASKS: Registry[EvalTask[Any, Any]] = Registry("eval task", BUILTIN_TASK_MODULES)
+EVAL_TASKS: Registry[EvalTask[Any, Any]] = Registry("eval task", BUILTIN_TASK_MODULES,
+                                                    module_of=lambda task: type(task).__module__)
 
 
 def eval_task(cls: type[EvalTask[SettingT, InputsT]]) -> type[EvalTask[SettingT, InputsT]]:

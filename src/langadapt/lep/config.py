@@ -20,3 +20,8 @@ class LepConfig(Section):
         "old and new vocabularies; conversion: a map fitted on every new-vocabulary row after projecting "
         "base and instruct with the sub-token mean operator (the paper's default)",
     )
+    allow_trained_body: bool = Field(
+        default=False,
+        description="allow LEP after cpt.mode full/lora: only the donor's embeddings are propagated, its trained "
+        "body is dropped (LEP assumes the donor has B's body)",
+    )

@@ -29,6 +29,7 @@ import torch
 from langadapt.embeddings.surgery import (
     OUTPUT,
     all_finite,
+    copy_special_tokens,
     embedding_matrices,
     install_matrices,
     remap_token_ids,
@@ -76,16 +77,17 @@ class FittedMap:
 
 
 def propagation_map(
-    method: LepMethod, base: torch.Tensor, instruct: torch.Tensor, token_map: TokenMap
+    method: LepMethod, base: torch.Tensor, instruct: torch.Tensor, token_map: TokenMap, skip: frozenset[int] = frozenset()
 ) -> FittedMap:
-    """X for one matrix (`base`, `instruct`: B's and I's rows of the old vocabulary, row-major)."""
+    """X for one matrix (`base`, `instruct`: B's and I's rows of the old vocabulary, row-major). Rows `skip`
+    (new ids of special/added tokens: their rows are copied, not mapped) stay out of the fit, as in the reference."""
     if method == "conversion":
-        rows = range(token_map.vocab_size)
+        rows = [i for i in range(token_map.vocab_size) if i not in skip]
         source, found = subtoken_mean(base.double(), token_map, rows)
         target, _ = subtoken_mean(instruct.double(), token_map, rows)
         source, target = source[found], target[found]  # tokens with no sub-tokens say nothing about the map
     else:  # overlap fits on the shared tokens; swap reports how well identity does there
-        old = torch.tensor([old for _, old in token_map.kept_ids()], dtype=torch.long)
+        old = torch.tensor([old for new, old in token_map.kept_ids() if new not in skip], dtype=torch.long)
         source, target = base[old].double(), instruct[old].double()
     if len(source) == 0:
         raise LangadaptError(f"LEP {method}: no rows to fit the map on — the token map shares no tokens with the base")
@@ -158,9 +160,11 @@ def check_inputs(
     donor: str | Path,
     token_map_path: str | Path | None = None,
     *,
+    base_tokenizer: str | Path | None = None,
     trust_remote_code: bool = False,
 ) -> LepInputs:
-    """Every one-line refusal LEP can give, from configs and tokenizers only (no weights loaded)."""
+    """Every one-line refusal LEP can give, from configs and tokenizers only (no weights loaded).
+    `base_tokenizer` is B's tokenizer when it is not B's own folder (`models.tokenizer`)."""
     from langadapt.models import load_tokenizer, resolve
 
     configs = {name: _text_config(ref, trust_remote_code) for name, ref in
@@ -185,7 +189,7 @@ def check_inputs(
         )
 
     tokenizers = {name: load_tokenizer(ref, trust_remote_code=trust_remote_code)
-                  for name, ref in (("base", base), ("instruct", instruct), ("donor", donor))}
+                  for name, ref in (("base", base_tokenizer or base), ("instruct", instruct), ("donor", donor))}
     check_instruct_vocabulary(tokenizers["base"], tokenizers["instruct"])
     token_map = TokenMap.load(token_map_path or resolve(donor, trust_remote_code=trust_remote_code))
     token_map.check_base(tokenizers["base"], "the base model")
@@ -248,7 +252,10 @@ def propagate(
     if set(instruct_matrices) != set(base_matrices) or set(donor_matrices) != set(base_matrices):
         raise LangadaptError("the base, instruct and donor models disagree on tied embeddings — they must all "
                              "come from the same base")
-    token_map = inputs.token_map
+    # Special tokens the old vocabulary holds are its rows, not means of their characters (a replaced vocabulary
+    # gives them new ids); special (chat/control) rows are copied, not mapped, so they stay out of the fit.
+    token_map, _ = copy_special_tokens(inputs.token_map, inputs.base_tokenizer, inputs.donor_tokenizer)
+    skip = frozenset(i for i, token in inputs.donor_tokenizer.added_tokens_decoder.items() if token.special)
     n_base, n_donor = token_map.base_vocab_size, token_map.vocab_size
     tokenizer, added = output_tokenizer(inputs.donor_tokenizer, inputs.instruct_tokenizer)
     copied = chat_rows(tokenizer, inputs.instruct_tokenizer)
@@ -262,7 +269,7 @@ def propagate(
         base, donor = base_matrices[name], donor_matrices[name]
         if donor.shape[0] < n_donor or base.shape[0] < n_base:
             raise LangadaptError(f"{name}: the donor or base model has fewer rows than its tokenizer — re-export it")
-        fitted = propagation_map(method, base[:n_base], instruct[:n_base], token_map)
+        fitted = propagation_map(method, base[:n_base], instruct[:n_base], token_map, skip)
         matrix = instruct.new_empty((len(tokenizer), instruct.shape[1]))
         matrix[:n_donor] = apply_map(donor[:n_donor], fitted.transform, instruct.dtype)
         matrix[copy_to] = instruct[copy_from]
@@ -294,12 +301,14 @@ def lep_model(
     method: LepMethod = "conversion",
     *,
     token_map_path: str | Path | None = None,
+    base_tokenizer: str | Path | None = None,
     trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Check, load (B and D one at a time, keeping only their matrices), propagate, save to `out`."""
     from langadapt.models import load_model, save_model_folder
 
-    inputs = check_inputs(base, instruct, donor, token_map_path, trust_remote_code=trust_remote_code)
+    inputs = check_inputs(base, instruct, donor, token_map_path, base_tokenizer=base_tokenizer,
+                          trust_remote_code=trust_remote_code)
 
     def matrices_of(ref: str | Path) -> dict[str, torch.Tensor]:
         model = load_model(ref, dtype="auto", trust_remote_code=trust_remote_code)

@@ -15,6 +15,7 @@ from typing import Any
 from langadapt.config import RunConfig
 from langadapt.errors import LangadaptError
 from langadapt.lep.config import LepConfig
+from langadapt.train.config import CptConfig
 from langadapt.pipeline import StageContext, stage
 
 
@@ -23,6 +24,14 @@ def _preflight(cfg: RunConfig) -> None:
         raise LangadaptError(
             "the lep stage needs models.instruct, the instruct sibling of models.base to propagate into — set it, "
             "or remove the lep section"
+        )
+    cpt = cfg.section("cpt")
+    assert cfg.lep is not None
+    if isinstance(cpt, CptConfig) and cpt.mode != "embeddings" and not cfg.lep.allow_trained_body:
+        raise LangadaptError(
+            f"lep after cpt.mode {cpt.mode}: LEP propagates only the donor's embeddings and would drop the body cpt "
+            "trains (it assumes the donor has the base's body) — use cpt.mode: embeddings, remove the lep section, or "
+            "set lep.allow_trained_body: true to accept it"
         )
 
 
@@ -43,7 +52,8 @@ def lep_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
                  donor)
     metrics = lep_model(
         cfg.models.base, cfg.models.instruct, donor, ctx.out / "model", cfg.lep.method,
-        token_map_path=token_map, trust_remote_code=cfg.models.trust_remote_code,
+        token_map_path=token_map, base_tokenizer=ctx.tokenizer_for(cfg.models.base),
+        trust_remote_code=cfg.models.trust_remote_code,
     )
     metrics["donor_stage"] = donor.parent.name
     metrics["summary"] = {f"{name} residual": fit["residual"] for name, fit in metrics["maps"].items()}

@@ -19,12 +19,18 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 
 from langadapt.errors import LangadaptError
+
+if TYPE_CHECKING:
+    from langadapt.train.config import DpoConfig, SftConfig
+    from langadapt.train.tuning import TuningJob
 
 ModelOption = Annotated[str, typer.Option("--model", help="Model folder or reference to train.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Output folder; must not exist yet.")]
@@ -65,7 +71,7 @@ def cpt(
     def train(tmp: Path) -> dict[str, Any]:
         return run_cpt(CptJob(
             settings=settings, model=model, data=data.resolve(), out=tmp, work=work, tokenizer=tokenizer,
-            seed=run["seed"], trust_remote_code=run["trust_remote_code"],
+            seed=run.seed, trust_remote_code=run.trust_remote_code,
         ))
 
     _train_into(out, work, train, "cpt")
@@ -84,18 +90,14 @@ def sft(
     from langadapt.data.config import SourceConfig
     from langadapt.data.sources import iter_documents
     from langadapt.train.config import SftConfig
-    from langadapt.train.sft import gather_sft_data, run_sft
+    from langadapt.train.sft import train_sft
 
     settings, run = section_from(config, "sft", SftConfig, overrides or [], data or [])
     corpus_texts = (lambda: iter_documents(SourceConfig(path=str(corpus.resolve())), "corpus")) if corpus else None
 
-    def train(job: Any) -> dict[str, Any]:
-        conversations, sources = gather_sft_data(
-            settings, language=language or run["language"], seed=job.seed, corpus_texts=corpus_texts,
-            original_model=run["instruct"] or model, trust_remote_code=job.trust_remote_code,
-            data_dir=job.out / "data", cache_dir=job.work,
-        )
-        return {"sources": sources, **run_sft(job, settings, conversations)}
+    def train(job: TuningJob) -> dict[str, Any]:
+        return train_sft(job, settings, language=language or run.language, corpus_texts=corpus_texts,
+                         original_model=run.instruct or model)
 
     _run_job(model, out, run, train, "sft", settings, corpus)
 
@@ -103,17 +105,11 @@ def sft(
 def dpo(model: ModelOption, out: OutOption, config: ConfigOption = None, overrides: SetOption = None,
         data: DataOption = None) -> None:
     """Preference alignment (DPO / IPO) of a model, ending in a merged, checked model folder."""
-    from langadapt.data.instruct import load_preferences
     from langadapt.train.config import DpoConfig
-    from langadapt.train.dpo import run_dpo
+    from langadapt.train.dpo import train_dpo
 
     settings, run = section_from(config, "dpo", DpoConfig, overrides or [], data or [])
-
-    def train(job: Any) -> dict[str, Any]:
-        pairs, report = load_preferences(settings.data)
-        return {"files": report.to_dict(), **run_dpo(job, settings, pairs)}
-
-    _run_job(model, out, run, train, "dpo", settings)
+    _run_job(model, out, run, lambda job: train_dpo(job, settings), "dpo", settings)
 
 
 def check(
@@ -141,9 +137,23 @@ def check(
         raise typer.Exit(1)
 
 
+@dataclass(frozen=True)
+class RunValues:
+    """The run-level values a training verb takes from its --config (defaults without one)."""
+
+    seed: int = 42
+    language: str = "en"
+    instruct: str | None = None  # models.instruct, else models.base: answers self-calibration prompts
+    original_tokenizer: str | None = None  # models.tokenizer, else models.base: the vocabulary before adaptation
+    trust_remote_code: bool = False
+
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
 def section_from(
-    config: Path | None, section: str, schema: type, overrides: list[str], data: list[Path] | None = None
-) -> tuple[Any, dict[str, Any]]:
+    config: Path | None, section: str, schema: type[SectionT], overrides: list[str], data: list[Path] | None = None
+) -> tuple[SectionT, RunValues]:
     """The validated section (from a run config or a bare section file, with --set overrides and --data files)
     and the run-level values the verbs use: seed, target language, models."""
     import yaml
@@ -181,33 +191,33 @@ def section_from(
     model_ref = TypeAdapter(ModelRef)
     models = {key: model_ref.validate_python(value, context={"base_dir": base_dir}) if isinstance(value, str) else value
               for key, value in (loaded.get("models") or {}).items()}
-    run = {
-        "seed": int(loaded.get("seed", 42)),
-        "language": loaded.get("target_language", "en"),
-        "instruct": models.get("instruct") or models.get("base"),
-        "original_tokenizer": models.get("tokenizer") or models.get("base"),
-        "trust_remote_code": bool(models.get("trust_remote_code", False)),
-    }
+    run = RunValues(
+        seed=int(loaded.get("seed", 42)),
+        language=loaded.get("target_language", "en"),
+        instruct=models.get("instruct") or models.get("base"),
+        original_tokenizer=models.get("tokenizer") or models.get("base"),
+        trust_remote_code=bool(models.get("trust_remote_code", False)),
+    )
     return settings, run
 
 
-def _run_job(model: str, out: Path, run: dict[str, Any], train: Callable[[Any], dict[str, Any]], name: str,
-             settings: Any, *inputs: Path | None) -> None:
+def _run_job(model: str, out: Path, run: RunValues, train: Callable[[TuningJob], dict[str, Any]], name: str,
+             settings: SftConfig | DpoConfig, *inputs: Path | None) -> None:
     """An sft/dpo job on `model` whose outputs go to OUT. Its checkpoints (OUT.work) are keyed by everything
     that shapes the weights, so a re-run with other settings, data or model starts over instead of resuming."""
     from langadapt.runstore import fingerprint_path, keyed_dir, stable_hash
-    from langadapt.train.sft import TuningJob
+    from langadapt.train.tuning import TuningJob
 
     out = out.resolve()
     work = out.with_name(out.name + ".work")
-    files = [Path(p) for p in (*getattr(settings, "data", []), *inputs) if p is not None]
+    files = [Path(p) for p in (*settings.data, *inputs) if p is not None]
     key = stable_hash({
-        "verb": name, "settings": settings.model_dump(mode="json"), "seed": run["seed"], "model": str(model),
+        "verb": name, "settings": settings.model_dump(mode="json"), "seed": run.seed, "model": str(model),
         "inputs": [fingerprint_path(p) for p in (Path(model), *files) if p.exists()],
     })
     _train_into(out, work, lambda tmp: train(TuningJob(
-        model=model, tokenizer=model, original_tokenizer=run["original_tokenizer"] or model, out=tmp,
-        work=keyed_dir(work, key), seed=run["seed"], trust_remote_code=run["trust_remote_code"],
+        model=model, tokenizer=model, original_tokenizer=run.original_tokenizer or model, out=tmp,
+        work=keyed_dir(work, key), seed=run.seed, trust_remote_code=run.trust_remote_code,
     )), name)
 
 

@@ -85,6 +85,10 @@ class CptConfig(Section):
     def _lora_only_with_lora_mode(self) -> CptConfig:
         if self.lora is not None and self.mode != "lora":
             raise ValueError(f"a lora section is set but mode is '{self.mode}' — set mode: lora or remove lora")
+        if "decay_ratio" in self.model_fields_set and self.schedule != "wsd":
+            raise ValueError(f"'decay_ratio' only applies to schedule 'wsd', not '{self.schedule}' — remove it")
+        if "min_lr_ratio" in self.model_fields_set and self.schedule == "constant":
+            raise ValueError("'min_lr_ratio' does not apply to schedule 'constant' (the LR never decays) — remove it")
         return self
 
     @property

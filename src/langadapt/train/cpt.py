@@ -39,22 +39,19 @@ from langadapt.runstore import fingerprint_path, keyed_dir, stable_hash
 from langadapt.train.common import (
     CheckpointPolicy,
     LangadaptTrainer,
-    ThroughputProgress,
     add_lora,
     checkpoint_step,
     count_parameters,
     device_flags,
-    friendly_training_errors,
     last_complete_checkpoint,
     load_model_for_training,
-    loss_curve,
-    oom_advice,
     precision_flags,
     remove_incomplete_checkpoints,
     schedule_arguments,
     train_only_embeddings,
     without_stale_deprecations,
 )
+from langadapt.train.progress import ThroughputProgress, friendly_training_errors, loss_curve, oom_advice
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -17,9 +17,9 @@ import warnings
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from langadapt.data.instruct import PreferencePair
+from langadapt.data.instruct import PreferencePair, load_preferences
 from langadapt.errors import LangadaptError
-from langadapt.train.sft import (
+from langadapt.train.tuning import (
     TuningJob,
     finish,
     load_for_tuning,
@@ -110,3 +110,9 @@ def _last_logged(history: list[dict[str, Any]]) -> dict[str, float]:
             if key in entry:
                 found[name] = float(entry[key])
     return found
+
+
+def train_dpo(job: TuningJob, settings: DpoConfig) -> dict[str, Any]:
+    """A whole DPO job on the section's preference files, as the pipeline stage and the `dpo` verb run it."""
+    pairs, report = load_preferences(settings.data)
+    return {"files": report.to_dict(), **run_dpo(job, settings, pairs)}

@@ -10,14 +10,14 @@
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langadapt.config import RunConfig
 from langadapt.errors import LangadaptError
@@ -25,6 +25,10 @@ from langadapt.pipeline import StageContext, stage
 from langadapt.preflight import input_files_checked
 from langadapt.runstore import read_json
 from langadapt.train.config import CptConfig, DpoConfig, SftConfig
+
+if TYPE_CHECKING:
+    from langadapt.train.cpt import CptJob
+    from langadapt.train.tuning import TuningJob
 
 # ---------------------------------------------------------------------------------------------------------
 # cpt
@@ -51,6 +55,11 @@ def _cpt_preflight(cfg: RunConfig) -> None:
         close = difflib.get_close_matches(cfg.cpt.optimizer, known, n=3)
         hint = f"did you mean {' or '.join(close)}?" if close else "e.g. adamw_torch_fused, adamw_torch, adamw_8bit"
         raise LangadaptError(f"cpt.optimizer '{cfg.cpt.optimizer}' is not a transformers optimizer — {hint}")
+    if cfg.cpt.max_steps is not None:  # else the step count depends on the packed data: checked when cpt starts
+        from langadapt.train.common import schedule_arguments
+
+        schedule_arguments(cfg.cpt.schedule, warmup_steps=cfg.cpt.warmup_steps, total_steps=cfg.cpt.max_steps,
+                           decay_ratio=cfg.cpt.decay_ratio, min_lr_ratio=cfg.cpt.min_lr_ratio)
     config_file = cfg.cpt.launch.config_file
     if config_file is not None and input_files_checked() and not Path(config_file).is_file():
         raise LangadaptError(f"cpt.launch.config_file '{config_file}' does not exist — see configs/accelerate/")
@@ -107,39 +116,33 @@ def _data_mix(pack_dir: Path) -> dict[str, Any]:
     return {key: value for key, value in found.items() if value is not None}
 
 
-def launch_processes(cfg: RunConfig, job: Any) -> dict[str, Any]:
-    """Run `langadapt cpt` under torchrun (or accelerate launch with a config file) and collect its outputs."""
+def launch_processes(cfg: RunConfig, job: CptJob) -> dict[str, Any]:
+    """Run the job under torchrun (or accelerate launch with a config file) and collect its outputs."""
+    from langadapt.train.worker import METRICS, write_job
+
     assert cfg.cpt is not None
     launch = cfg.cpt.launch
-    spec = job.work / "cpt-settings.json"
-    spec.write_text(json.dumps({
-        "seed": job.seed,
-        "models": {"trust_remote_code": job.trust_remote_code},
-        "cpt": cfg.cpt.model_dump(mode="json"),
-    }))
     result = job.work / "result"
     shutil.rmtree(result, ignore_errors=True)
+    result.mkdir(parents=True)
+    spec = job.work / "job.json"
+    write_job(replace(job, out=result, work=job.work / "job"), spec)
     if launch.config_file is not None:
         launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch.config_file),
                     "--num_processes", str(launch.num_processes)]
     else:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                     "--nproc_per_node", str(launch.num_processes)]
-    command = [
-        *launcher, "-m", "langadapt.cli", "cpt", "--model", str(job.model), "--data", str(job.data),
-        "--out", str(result), "--work", str(job.work / "job"), "--config", str(spec),
-        "--tokenizer", str(job.tokenizer),
-    ]
-    completed = subprocess.run(command, check=False)
-    if completed.returncode != 0 or not (result / "metrics.json").exists():
+    completed = subprocess.run([*launcher, "-m", "langadapt.train.worker", str(spec)], check=False)
+    if completed.returncode != 0 or not (result / METRICS).exists():
         raise LangadaptError(
             f"the {launch.num_processes} training processes failed (exit code {completed.returncode}) — see their "
             "output above; a re-run resumes from the last complete checkpoint"
         )
     for item in result.iterdir():
-        if item.name != "metrics.json":
+        if item.name != METRICS:
             os.replace(item, job.out / item.name)
-    return {**read_json(result / "metrics.json"), **job.extra_metrics}
+    return {**read_json(result / METRICS), **job.extra_metrics}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -196,7 +199,7 @@ def _sft_inputs(cfg: RunConfig) -> Iterable[str]:
 
 
 def _sft_preflight(cfg: RunConfig) -> None:
-    from langadapt.data.instruct import COPY_TASK_INSTRUCTIONS
+    from langadapt.train.copy_task import COPY_TASK_INSTRUCTIONS
 
     sft = cfg.sft
     assert sft is not None
@@ -215,8 +218,8 @@ def _sft_preflight(cfg: RunConfig) -> None:
                                  f"{judge.api_key_env}, which is not set — export it before the run")
 
 
-def _job(cfg: RunConfig, ctx: StageContext) -> Any:
-    from langadapt.train.sft import TuningJob
+def _job(cfg: RunConfig, ctx: StageContext) -> TuningJob:
+    from langadapt.train.tuning import TuningJob
 
     model = ctx.upstream_model()
     return TuningJob(
@@ -235,18 +238,13 @@ def _job(cfg: RunConfig, ctx: StageContext) -> Any:
        uses=TUNING_USES, external_inputs=_sft_inputs, preflight=_sft_preflight)
 def sft_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.data.corpus import corpus_file, read_texts
-    from langadapt.train.sft import gather_sft_data, run_sft
+    from langadapt.train.sft import train_sft
 
     assert cfg.sft is not None
-    job = _job(cfg, ctx)
-    conversations, sources = gather_sft_data(
-        cfg.sft, language=cfg.target_language, seed=cfg.seed,
+    return train_sft(
+        _job(cfg, ctx), cfg.sft, language=cfg.target_language, original_model=original_model(cfg),
         corpus_texts=lambda: read_texts(corpus_file(ctx.inputs["data"], copy_task_source(cfg))),
-        original_model=original_model(cfg), trust_remote_code=cfg.models.trust_remote_code,
-        data_dir=ctx.out / "data", cache_dir=ctx.work,
     )
-    metrics = run_sft(job, cfg.sft, conversations)
-    return {"sources": sources, **metrics}
 
 
 def _dpo_preflight(cfg: RunConfig) -> None:
@@ -258,10 +256,7 @@ def _dpo_preflight(cfg: RunConfig) -> None:
 @stage("dpo", config=DpoConfig, after=("sft",), produces=("model",), chat=True, uses=TUNING_USES,
        external_inputs=lambda cfg: [str(p) for p in cfg.dpo.data], preflight=_dpo_preflight)
 def dpo_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
-    from langadapt.data.instruct import load_preferences
-    from langadapt.train.dpo import run_dpo
+    from langadapt.train.dpo import train_dpo
 
     assert cfg.dpo is not None
-    pairs, report = load_preferences(cfg.dpo.data)
-    metrics = run_dpo(_job(cfg, ctx), cfg.dpo, pairs)
-    return {"files": report.to_dict(), **metrics}
+    return train_dpo(_job(cfg, ctx), cfg.dpo)

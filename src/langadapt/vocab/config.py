@@ -48,4 +48,10 @@ class VocabConfig(Section):
             raise ValueError("method 'optimized' needs 'keep' (how many original tokens to keep)")
         if self.method != "optimized" and self.keep is not None:
             raise ValueError(f"'keep' only applies to method 'optimized', not '{self.method}' — remove it")
+        ignored = {"merges": ("extended", "optimized"), "english_sources": ("optimized",),
+                   "english_documents": ("optimized",)}
+        for key, methods in ignored.items():
+            if key in self.model_fields_set and self.method not in methods:
+                raise ValueError(f"'{key}' only applies to method {' or '.join(repr(m) for m in methods)}, not "
+                                 f"'{self.method}' — remove it")
         return self
