@@ -33,6 +33,8 @@ app.add_typer(models_app, name="models")
 stdout = Console()
 stderr = Console(stderr=True)
 
+# Packages whose `cli.py` registers verbs besides the stage packages (pipeline.PACKAGES): tools over a config.
+TOOL_PACKAGES = ("plan",)
 
 @app.callback()
 def _global_options(
@@ -62,15 +64,41 @@ ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).", show_defau
 
 
 @app.command()
-def validate(config: ConfigArg) -> None:
+def validate(
+    config: ConfigArg,
+    no_files: Annotated[bool, typer.Option(
+        "--no-files", help="Don't read input files (corpora, instruction sets, task files): check a config "
+        "written for another machine.")] = False,
+) -> None:
     """Check a config (schema, files, models, stage order) without running anything."""
     from langadapt.config import load_config
     from langadapt.pipeline import check
+    from langadapt.preflight import without_input_files
 
     cfg = load_config(config)
-    planned = check(cfg)
+    if no_files:
+        with without_input_files():
+            planned = check(cfg)
+    else:
+        planned = check(cfg)
     stdout.print(f"ok: {config} — run '{cfg.name}' → {cfg.output_dir}")
     stdout.print("stages: " + " → ".join(s.name for s in planned))
+    absent = _absent_inputs(cfg, planned) if no_files else []
+    if absent:
+        stdout.print(f"not checked (--no-files): {len(absent)} input file(s) absent here — " + ", ".join(absent),
+                     highlight=False, soft_wrap=True)
+
+
+def _absent_inputs(cfg: Any, planned: list[Any]) -> list[str]:
+    """Local input paths the stages will read that are not on this machine (hub ids are not paths)."""
+    import glob
+
+    absent = []
+    for item in planned:
+        for ref in item.external_inputs(cfg) if item.external_inputs else ():
+            if Path(ref).is_absolute() and not glob.glob(ref) and ref not in absent:
+                absent.append(ref)
+    return absent
 
 
 @app.command()
@@ -187,7 +215,7 @@ def models_list() -> None:
 def _register_stage_verbs() -> None:
     from langadapt.pipeline import PACKAGES
 
-    for package in PACKAGES:
+    for package in (*PACKAGES, *TOOL_PACKAGES):
         importlib.import_module(f"langadapt.{package}.cli").register(app)
 
 

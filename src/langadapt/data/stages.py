@@ -18,6 +18,7 @@ from langadapt.data.corpus import corpus_file
 from langadapt.data.sources import is_hub_source, iter_documents, source_files
 from langadapt.errors import LangadaptError
 from langadapt.pipeline import StageContext, stage
+from langadapt.preflight import input_files_checked
 
 
 def _source_paths(cfg: RunConfig) -> Iterable[str]:
@@ -32,7 +33,7 @@ def _preflight(cfg: RunConfig) -> None:
         for name, source in sources.items():
             if source.language and cfg.data.langid is not None:
                 lingua_language(source.language)
-            if is_hub_source(source):
+            if is_hub_source(source) or not input_files_checked():
                 continue  # reading the first row needs the network; the stage reports problems
             source_files(source, name)  # raises a one-line error when nothing matches
             if next(iter_documents(source, name, limit=1), None) is None:

@@ -25,6 +25,7 @@ from langadapt.evaluate.generation import generate_greedy
 from langadapt.evaluate.langid import detect_languages
 from langadapt.evaluate.taskfile import read_task_records
 from langadapt.evaluate.tasks import EvalModel, EvalTask, TaskOutput, eval_task
+from langadapt.preflight import input_files_checked
 from langadapt.schema import InputPath, Section
 
 if TYPE_CHECKING:
@@ -157,6 +158,8 @@ class GenerateTask(EvalTask[dict[str, GenerateTaskConfig], dict[str, list[Prompt
         return [str(task.path) for task in setting.values()]
 
     def preflight(self, setting: dict[str, GenerateTaskConfig], cfg: RunConfig) -> None:
+        if not input_files_checked():
+            return
         for name, task in setting.items():
             read_prompt_file(task.path, name)
 

@@ -31,6 +31,7 @@ from langadapt.errors import LangadaptError
 from langadapt.evaluate.generation import require_chat_template
 from langadapt.evaluate.taskfile import read_task_records
 from langadapt.evaluate.tasks import EvalModel, EvalTask, TaskOutput, eval_task
+from langadapt.preflight import input_files_checked
 from langadapt.schema import InputPath, Section
 
 if TYPE_CHECKING:
@@ -350,6 +351,8 @@ class McTask(EvalTask[dict[str, McTaskConfig], McInputs]):
         return [str(p) for task in setting.values() for p in (task.path, task.fewshot_path) if p is not None]
 
     def preflight(self, setting: dict[str, McTaskConfig], cfg: RunConfig) -> None:
+        if not input_files_checked():
+            return
         for name, task in setting.items():
             read_mc_file(task.path, name)
             if task.fewshot_path:

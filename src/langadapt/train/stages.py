@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from langadapt.config import RunConfig
 from langadapt.errors import LangadaptError
 from langadapt.pipeline import StageContext, stage
+from langadapt.preflight import input_files_checked
 from langadapt.runstore import read_json
 from langadapt.train.config import CptConfig, DpoConfig, SftConfig
 
@@ -60,7 +61,7 @@ def _cpt_preflight(cfg: RunConfig) -> None:
         schedule_arguments(cfg.cpt.schedule, warmup_steps=cfg.cpt.warmup_steps, total_steps=cfg.cpt.max_steps,
                            decay_ratio=cfg.cpt.decay_ratio, min_lr_ratio=cfg.cpt.min_lr_ratio)
     config_file = cfg.cpt.launch.config_file
-    if config_file is not None and not Path(config_file).is_file():
+    if config_file is not None and input_files_checked() and not Path(config_file).is_file():
         raise LangadaptError(f"cpt.launch.config_file '{config_file}' does not exist — see configs/accelerate/")
     if cfg.cpt.attention.startswith("flash_attention"):
         from transformers.utils import is_flash_attn_2_available, is_flash_attn_3_available
@@ -155,6 +156,8 @@ def _files_preflight(paths: Iterable[Any], where: str) -> None:
     """Each file exists and its first row has a known format (cheap: `validate` runs it)."""
     from langadapt.data.instruct import detect_format, read_records
 
+    if not input_files_checked():
+        return
     for path in paths:
         first = next(read_records(path), None)
         if first is None:
@@ -163,7 +166,7 @@ def _files_preflight(paths: Iterable[Any], where: str) -> None:
 
 
 def _chat_template_preflight(setting: str | None, where: str) -> None:
-    if setting not in (None, "chatml") and not Path(setting).is_file():
+    if setting not in (None, "chatml") and input_files_checked() and not Path(setting).is_file():
         raise LangadaptError(f"{where}.chat_template '{setting}' is neither 'chatml' nor an existing .jinja file")
 
 
