@@ -7,8 +7,9 @@ A new token's row is also its logit vector (the LM head's row, or the same row w
 - `offset`: on English text (where the new tokens of a target language should not win), the logit of a new
   token must not exceed the logit of the first token of its old path, which is an upper bound of the path's
   probability: each row is moved along u = μ_h / |μ_h|² (μ_h = the original model's mean last hidden state on
-  English, so h·u ≈ 1 for typical h) by minus its excess at the `quantile` of English positions. u is nearly
-  orthogonal to what varies between contexts, so the shift is close to a per-token logit bias.
+  English, so h·u ≈ 1 for typical h) by the least shift that makes the cap hold at `quantile` of the English
+  positions. u is nearly orthogonal to what varies between contexts, so the shift is close to a per-token
+  logit bias (and, tied, a small change of the input row).
 """
 
 from __future__ import annotations
@@ -71,12 +72,16 @@ def calibrate_output(inputs: InitInputs, rows: dict[str, torch.Tensor], options:
         first = torch.tensor([(inputs.token_map.decompositions.get(t) or [-1])[0] for t in fresh])
         has_first = first >= 0
         shifts = torch.zeros(len(fresh))
+        along = hidden @ direction  # how much each position's logit moves per unit of shift (≈ 1)
+        fixable = int((along > 0).sum())
+        k = max(1, min(fixable, math.floor((1 - options.quantile) * fixable) + 1))
         for start in range(0, len(fresh), 1024):
             chunk = slice(start, start + 1024)
-            pieces = base[first[chunk].clamp_min(0)]
-            excess = hidden @ (out[chunk].float() - pieces).T  # positions × tokens
-            cap = excess.kthvalue(max(1, math.ceil(options.quantile * len(hidden))), dim=0).values
-            shifts[chunk] = -cap.clamp_min(0) * has_first[chunk]
+            excess = hidden @ (out[chunk].float() - base[first[chunk].clamp_min(0)]).T  # positions × tokens
+            # The cap holds at a position for any shift <= its ratio; keep it at `quantile` of positions.
+            # (Positions where the shift does not lower the logit, h·u <= 0, are left out: rare, and unfixable.)
+            ratio = torch.where(along[:, None] > 0, -excess / along[:, None].clamp_min(1e-12), math.inf)
+            shifts[chunk] = ratio.kthvalue(k, dim=0).values.clamp(max=0) * has_first[chunk]
         out.add_((shifts[:, None] * direction[None]).to(out.dtype))
         report.update({"offset_rows": int((shifts < 0).sum()), "offset_mean": round(float(shifts.mean()), 4),
                        "english_positions": len(hidden)})

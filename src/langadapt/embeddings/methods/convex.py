@@ -72,6 +72,14 @@ def token_vectors(inputs: InitInputs, options: ConvexOptions) -> dict[int, np.nd
     return {int(token): vectors[index] for index, token in enumerate(w2v.wv.index_to_key)}
 
 
+def convex_weights(new_vectors: torch.Tensor, shared_vectors: torch.Tensor, neighbours: int,
+                   temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights, indices into the shared tokens), one row per new token: sparsemax over the top cosines."""
+    cosine = new_vectors @ shared_vectors.T
+    top, index = cosine.topk(min(neighbours, shared_vectors.shape[0]), dim=-1)
+    return sparsemax(top.double() / temperature), index
+
+
 @init_method("convex", options=ConvexOptions, needs_corpus=True)
 def convex_init(inputs: InitInputs, options: ConvexOptions) -> InitResult:
     """sparse convex combination of shared tokens' rows, by similarity of corpus-trained token vectors"""
@@ -92,10 +100,7 @@ def convex_init(inputs: InitInputs, options: ConvexOptions) -> InitResult:
     if informed:
         shared_vectors = torch.from_numpy(np.stack([vectors[i] for i in shared]))
         new_vectors = torch.from_numpy(np.stack([vectors[fresh[row]] for row in informed]))
-        cosine = new_vectors @ shared_vectors.T
-        k = min(options.neighbours, len(shared))
-        top, index = cosine.topk(k, dim=-1)
-        weights = sparsemax(top.double() / options.temperature)
+        weights, index = convex_weights(new_vectors, shared_vectors, options.neighbours, options.temperature)
         old_index = torch.tensor([token_map.old_ids[i] for i in shared])[index]  # informed × k old ids
         for name in rows:
             base = inputs.base_rows(name).double()

@@ -140,7 +140,7 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(round(float(loss), 4))
+            losses.append(round(float(loss.detach()), 4))
             steps += 1
     finally:
         restore(model, flags)
