@@ -41,9 +41,9 @@ class DistillOptions(Section):
     """Options of `embed.method: distill` (`embed.options.distill`)."""
 
     start: str = Field(default="mean", description="method giving the starting rows (and the fallback)")
-    steps: int = Field(default=24, ge=1, description="optimisation steps")
-    batch_size: int = Field(default=12, ge=1, description="target-language snippets per step")
-    english_batch_size: int = Field(default=4, ge=0, description="English snippets per step (guard)")
+    steps: int = Field(default=44, ge=1, description="optimisation steps")
+    batch_size: int = Field(default=6, ge=1, description="target-language snippets per step")
+    english_batch_size: int = Field(default=2, ge=0, description="English snippets per step (guard)")
     length: int = Field(default=48, ge=4, description="tokens per snippet (new tokenizer)")
     learning_rate: float = Field(default=1e-3, gt=0)
     hidden_weight: float = Field(default=1.0, ge=0, description="weight of the reading (hidden-state) loss")
