@@ -32,7 +32,7 @@ class ConvexOptions(Section):
     epochs: int = Field(default=5, ge=1)
     min_count: int = Field(default=3, ge=1, description="tokens seen fewer times get no vector")
     neighbours: int = Field(default=50, ge=1, description="most similar shared tokens the weights range over")
-    temperature: float = Field(default=1.0, gt=0, description="cosines are divided by it before sparsemax")
+    temperature: float = Field(default=0.1, gt=0, description="cosines are divided by it before sparsemax")
     blend: float = Field(default=1.0, ge=0, le=1, description="share of the convex row; the rest is the sub-token mean")
     max_documents: int = Field(default=100000, ge=1)
     workers: int = Field(default=1, ge=1, description="gensim threads (1 = reproducible)")
