@@ -13,7 +13,8 @@ Only the new rows train (Adam, a few steps), starting from `start` (default: the
   tokens (cross-entropy to the teacher's distribution), so new tokens do not steal it.
 
 Tied models train one row per token on all three; untied ones an input and an output row. Tokens never
-seen in a snippet keep their `start` rows and are counted as fallbacks. Time is bounded by `steps` and
+seen in a snippet are only pushed down by the softmax where they did not occur (`reset_unseen: true` gives
+them their `start` rows back and counts them as fallbacks; tokens without sub-tokens always are). Time is bounded by `steps` and
 `max_seconds`; memory by `batch_size × length` tokens (one backward through the body at a time).
 """
 
@@ -51,6 +52,10 @@ class DistillOptions(Section):
     english_weight: float = Field(default=1.0, ge=0, description="weight of the English guard")
     max_documents: int = Field(default=20000, ge=1, description="documents sampled for snippets, per side")
     max_seconds: float | None = Field(default=None, gt=0, description="stop after this many seconds")
+    reset_unseen: bool = Field(
+        default=False, description="give tokens never seen in a snippet their start rows back (else they keep what "
+        "the softmax taught them: to stay unlikely where they did not occur)",
+    )
 
 
 def full_matrix(old: torch.Tensor, token_map: TokenMap, new_ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -149,14 +154,16 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
     rows = {INPUT: rows_in.detach().clone()}
     if not tied:
         rows[OUTPUT] = rows_out.detach().clone()
+    undecomposable = torch.tensor([not token_map.decompositions.get(t) for t in inputs.new_ids], dtype=torch.bool)
+    reset = unseen if options.reset_unseen else undecomposable
     for name in rows:
-        rows[name][unseen] = start.rows[name][unseen].to(rows[name].dtype)
-    fallback = int(unseen.sum())
+        rows[name][reset] = start.rows[name][reset].to(rows[name].dtype)
+    fallback = int(reset.sum())
     log.info("distill: %d steps over %d target + %d English snippets in %.1f s; %d of %d new tokens seen, %d keep "
              "their %s rows", steps, len(target), len(english), time.perf_counter() - started,
-             len(fresh) - fallback, len(fresh), fallback, options.start)
-    return InitResult(rows, fallback, {  # unseen includes the tokens without sub-tokens
+             len(fresh) - int(unseen.sum()), len(fresh), fallback, options.start)
+    return InitResult(rows, fallback, {
         "start": options.start, "steps": steps, "target_snippets": min(len(target), steps * options.batch_size),
-        "english_snippets": min(len(english), steps * options.english_batch_size), "unseen_rows": fallback,
+        "english_snippets": min(len(english), steps * options.english_batch_size), "unseen_rows": int(unseen.sum()),
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
     })
