@@ -86,3 +86,23 @@ def test_embed_verbs_take_methods_from_the_registry(tmp_path: Path, tiny_llama: 
     assert probe.returncode == 0, probe.stderr
     table = json.loads(probe.stdout)
     assert table["chosen"] in {"mean", "random"} and len(table["methods"]) == 2
+
+
+def test_the_report_shows_the_probe_table(tmp_path: Path) -> None:
+    from langadapt.report.html import load_run, render_report
+
+    store = RunStore(tmp_path / "run")
+    probe = {"original": {"target_bpc": 4.0, "english_bpc": 1.5}, "chosen": "distill", "english_limit": 0.01,
+             "limit_met": True, "methods": [
+                 {"method": "mean", "target_bpc": 2.4, "english_bpc": 1.56, "english_regression": 0.04, "fallback_rows": 3},
+                 {"method": "distill", "target_bpc": 2.2, "english_bpc": 1.505, "english_regression": 0.0033,
+                  "fallback_rows": 0, "init_seconds": 90.0}]}
+    with store.locked():
+        store.save_run_config({"name": "r", "target_language": "eu", "models": {"base": "builtin:x"}}, ["embed"])
+        store.commit("embed", store.begin("embed"), {"stage": "embed", "wall_seconds": 1.0, "config_hash": "h",
+                                                     "versions": {}, "metrics": {"method": "distill", "new_rows": 9,
+                                                                                 "fallback_rows": 0, "probe": probe}})
+    page = render_report(load_run(tmp_path / "run"))
+    assert "<h2>Embedding initialisation</h2>" in page
+    assert "<td>distill</td><td>2.2</td><td>1.505</td><td>0.0033</td><td>0</td><td>90</td>" in page
+    assert "chosen: <b>distill</b>" in page
