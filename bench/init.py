@@ -110,8 +110,11 @@ def cpt_blocks(tokenizer, lang: str, documents: int, steps: int, batch: int = 2,
         texts = read_field(train, side, documents)
         rng.shuffle(texts)
         stream: list[int] = []
-        for ids in tokenizer(texts[: 4 * steps * batch], add_special_tokens=False)["input_ids"]:
-            stream += [*ids, tokenizer.eos_token_id]
+        for start in range(0, len(texts), 256):  # tokenize only as much as the blocks need
+            for ids in tokenizer(texts[start:start + 256], add_special_tokens=False)["input_ids"]:
+                stream += [*ids, tokenizer.eos_token_id]
+            if len(stream) > (steps * batch + 1) * length:
+                break
         blocks[side] = [stream[i:i + length] for i in range(0, len(stream) - length, length)]
     n_en = round(0.2 * steps * batch)
     mixed = blocks[lang][: steps * batch - n_en] + blocks["en"][:n_en]
