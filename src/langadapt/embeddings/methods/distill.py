@@ -13,8 +13,9 @@ Only the new rows train (Adam, a few steps), starting from `start` (default: the
   tokens (cross-entropy to the teacher's distribution), so new tokens do not steal it.
 
 Tied models train one row per token on all three; untied ones an input and an output row. Tokens never
-seen in a snippet are only pushed down by the softmax where they did not occur (`reset_unseen: true` gives
-them their `start` rows back and counts them as fallbacks; tokens without sub-tokens always are). Time is bounded by `steps` and
+seen in a snippet get their `start` rows back and are counted as fallbacks (`reset_unseen: false` keeps what
+the softmax taught them — to stay unlikely where they did not occur —, which cost out-of-domain Russian text
+6 % in `bench/init.py`). Time is bounded by `steps` and
 `max_seconds`; memory by `batch_size × length` tokens (one backward through the body at a time).
 """
 
@@ -52,8 +53,9 @@ class DistillOptions(Section):
     english_weight: float = Field(default=1.0, ge=0, description="weight of the English guard")
     max_documents: int = Field(default=20000, ge=1, description="documents sampled for snippets, per side")
     max_seconds: float | None = Field(default=None, gt=0, description="stop after this many seconds")
+    checkpointing: bool = Field(default=True, description="gradient checkpointing through the body (less memory, ~30 % more time)")
     reset_unseen: bool = Field(
-        default=False, description="give tokens never seen in a snippet their start rows back (else they keep what "
+        default=True, description="give tokens never seen in a snippet their start rows back (else they keep what "
         "the softmax taught them: to stay unlikely where they did not occur)",
     )
 
@@ -107,8 +109,12 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
     seen = torch.zeros(token_map.vocab_size, dtype=torch.bool)
     losses: list[float] = []
     flags = frozen(model)
-    was_training = model.training
-    model.eval()
+    was_training, was_checkpointing = model.training, bool(model.is_activation_checkpointing)
+    if options.checkpointing and model.supports_gradient_checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
+        model.train()  # checkpointing acts in training mode only; the adapted models have no dropout here
+    else:
+        model.eval()
     steps = 0
     try:
         for step in range(options.steps):
@@ -149,6 +155,8 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
             steps += 1
     finally:
         restore(model, flags)
+        if options.checkpointing and model.supports_gradient_checkpointing and not was_checkpointing:
+            model.activation_checkpointing_disable()
         model.train(was_training)
     unseen = ~seen[fresh]
     rows = {INPUT: rows_in.detach().clone()}
