@@ -1,21 +1,45 @@
-"""The `embed:` config section: how the rows of tokens new to the model are initialised."""
+"""The `embed:` config section: how the rows of tokens new to the model are initialised.
+
+Method names and per-method options are checked against the init-method registry by the stage's preflight
+(`langadapt validate`), not here, so that reading a config does not import torch.
+"""
 
 from __future__ import annotations
-
-from typing import Literal
 
 from pydantic import Field
 
 from langadapt.schema import Section
 
-InitMethod = Literal["mean", "normal", "random"]
+
+class CalibrationConfig(Section):
+    """`embed.calibration`: corrections of the new rows' output side, combinable with any method."""
+
+    norm: bool = Field(default=False, description="rescale each new output row to its sub-tokens' mean row norm")
+    offset: bool = Field(default=True, description="cap a new token's logit on English at its first sub-token's")
+    quantile: float = Field(default=0.98, gt=0, le=1, description="share of English positions the cap holds at")
+    english_documents: int = Field(default=64, ge=1, description="English documents the offset is measured on")
+    max_length: int = Field(default=256, ge=8, description="tokens per English document")
+
+
+class AutoConfig(Section):
+    """`embed.auto`: the methods `method: auto` probes and how it chooses."""
+
+    methods: list[str] = Field(default=["mean", "convex", "distill"], min_length=1)
+    english_limit: float = Field(default=0.01, ge=0, description="largest English bits/char regression allowed (0.01 = 1 %)")
+    documents: int = Field(default=32, ge=1, description="held-out training documents scored per side")
+    max_length: int = Field(default=256, ge=8, description="tokens per scored document (sliding window)")
 
 
 class EmbedConfig(Section):
     """Resize the base model to the vocab stage's tokenizer and initialise the new rows."""
 
-    method: InitMethod = Field(
+    method: str = Field(
         default="mean",
-        description="mean: mean of the old rows of the token's sub-tokens (the LEP paper's); normal: sampled "
-        "from N(mean, covariance) of the old rows; random: N(0, initializer_range), a baseline only",
+        description="a registered init method (mean, normal, random, convex, distill, ...) or auto: probe "
+        "`auto.methods` and keep the best at step 0",
     )
+    options: dict[str, dict[str, object]] = Field(
+        default_factory=dict, description="per-method options, e.g. {distill: {steps: 24}}; each method validates its own",
+    )
+    calibration: CalibrationConfig | None = Field(default=None, description="output-side calibration, or null")
+    auto: AutoConfig = Field(default_factory=AutoConfig)

@@ -4,13 +4,9 @@ The vocab stage's `token_map.json` says, for every id of the new tokenizer, whic
 tokens) or which old ids spell it (new tokens). From that:
 
 - kept tokens keep their rows bit-for-bit (they are copied, never recomputed);
-- new tokens get, per `method`:
-  - `mean` (the LEP paper's, Eq. 1-2): the mean of the old rows of their sub-tokens, the input
-    embeddings and the LM head each from their *own* matrix; a token with no sub-tokens at all (e.g. a byte
-    symbol the old vocabulary lacks) gets the mean of all old rows;
-  - `normal`: a sample of N(μ, Σ), the mean and covariance of the old rows (Hewitt 2021). transformers'
-    `resize_token_embeddings(mean_resizing=True)` samples N(μ, 1e-9·Σ), i.e. practically the mean row;
-  - `random`: N(0, initializer_range), what the model's own `_init_weights` does — a baseline only;
+- new tokens get the rows of an init method from the registry (`registry.py`, one module each under
+  `methods/`: `mean` — the LEP paper's sub-token mean —, `normal`, `random`, `convex`, `distill`), or of the
+  best of several at step 0 (`auto`, `probe.py`), optionally with output-side calibration (`calibrate.py`);
 - special/chat tokens of the new tokenizer that the old vocabulary holds are copied from their old row;
 - tied models stay tied: only the shared matrix is initialised.
 
@@ -24,7 +20,7 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,13 +29,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from langadapt.embeddings.config import InitMethod
+from langadapt.embeddings.config import EmbedConfig
+from langadapt.embeddings.registry import Corpus
 from langadapt.errors import LangadaptError
 from langadapt.vocab.token_map import FILENAME as TOKEN_MAP_FILE
 from langadapt.vocab.token_map import TokenMap
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from langadapt.embeddings.registry import InitInputs
 
 log = logging.getLogger("langadapt.embed")
 
@@ -130,41 +129,35 @@ def sample_fitted_normal(rows: torch.Tensor, count: int, generator: torch.Genera
     return mean + noise @ factor.T
 
 
-def init_matrix(
-    old: torch.Tensor,
-    token_map: TokenMap,
-    method: InitMethod,
-    *,
-    generator: torch.Generator,
-    init_std: float = 0.02,
-) -> torch.Tensor:
-    """The (new vocab × hidden) matrix for `old` (one of a model's matrices), in `old`'s dtype.
-
-    With `mean`, new tokens without sub-tokens (`token_map.undecomposable_ids()`) get the mean of all old rows.
-    """
-    fresh = token_map.new_ids()
-    # One gather puts every kept row in place, bit-for-bit (new rows gather row 0 and are overwritten below).
+def assemble_matrix(old: torch.Tensor, token_map: TokenMap, new_rows: torch.Tensor) -> torch.Tensor:
+    """The (new vocab × hidden) matrix: kept rows gathered from `old` bit-for-bit, `new_rows` at the new ids."""
+    # One gather puts every kept row in place (new rows gather row 0 and are overwritten below).
     sources = torch.tensor(token_map.old_ids, dtype=torch.long).clamp_min(0)
     matrix = torch.index_select(old, 0, sources)
-    # Only the rows of the old tokenizer's tokens: models padded beyond it (Qwen) have untrained rows there.
-    base_rows = old[: token_map.base_vocab_size].to(torch.promote_types(old.dtype, torch.float32))
-    if method == "mean":
-        rows, found = subtoken_mean(base_rows, token_map, fresh)
-        rows[~found] = base_rows.mean(0)
-    elif method == "normal":
-        rows = sample_fitted_normal(base_rows, len(fresh), generator)
-    elif method == "random":
-        rows = torch.randn(len(fresh), old.shape[1], generator=generator, dtype=torch.float64) * init_std
-    else:
-        raise LangadaptError(f"unknown init method '{method}' — choose mean, normal or random")
-    matrix[fresh] = rows.to(old.dtype)
+    matrix[token_map.new_ids()] = new_rows.to(old.dtype)
     if not all_finite(matrix):
         bad = int((~torch.isfinite(matrix)).any(1).sum())
         raise LangadaptError(
             f"{bad} embedding row(s) are not finite after initialisation — the base model's own weights hold "
-            "NaN/inf; check the model"
+            "NaN/inf (or the init method diverged); check the model or use method mean"
         )
     return matrix
+
+
+def init_matrix(
+    old: torch.Tensor,
+    token_map: TokenMap,
+    method: str,
+    *,
+    generator: torch.Generator,
+    init_std: float = 0.02,
+) -> torch.Tensor:
+    """The (new vocab × hidden) matrix for `old` with a method that needs nothing but the matrix (mean,
+    normal, random). With `mean`, new tokens without sub-tokens get the mean of all old rows."""
+    from langadapt.embeddings.registry import InitInputs, get_method
+
+    inputs = InitInputs({INPUT: old}, token_map, generator=generator, init_std=init_std)
+    return assemble_matrix(old, token_map, get_method(method)(inputs).rows[INPUT])
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -229,16 +222,52 @@ def remap_token_ids(
                 setattr(config, key, remap(getattr(config, key)))
 
 
+@dataclass
+class _Candidate:
+    rows: dict[str, torch.Tensor]
+    figures: dict[str, Any]
+
+
+def _run_method(name: str, config: EmbedConfig, inputs: InitInputs, seed: int) -> _Candidate:
+    """One method's new rows (+ calibration) and its figures; each method gets the same seeded generator."""
+    from langadapt.embeddings.calibrate import calibrate_output
+    from langadapt.embeddings.registry import get_method
+
+    started = time.perf_counter()
+    inputs.generator = torch.Generator().manual_seed(seed)
+    result = get_method(name)(inputs, config.options.get(name))
+    figures: dict[str, Any] = {"fallback_rows": result.fallback_rows, "report": result.report}
+    if config.calibration is not None:
+        figures["calibration"] = calibrate_output(inputs, result.rows, config.calibration)
+    figures["init_seconds"] = round(time.perf_counter() - started, 3)
+    if result.fallback_rows:
+        log.info("%s: %d new rows fell back to the sub-token mean", name, result.fallback_rows)
+    return _Candidate(result.rows, figures)
+
+
 def resize_to_tokenizer(
     model: PreTrainedModel,
     old_tokenizer: PreTrainedTokenizerBase,
     new_tokenizer: PreTrainedTokenizerBase,
     token_map: TokenMap,
-    method: InitMethod = "mean",
+    method: str | EmbedConfig = "mean",
     *,
     seed: int = 0,
+    corpus: Corpus | None = None,
 ) -> dict[str, Any]:
-    """Give `model` the new tokenizer's vocabulary in place; returns counts for the manifest."""
+    """Give `model` the new tokenizer's vocabulary in place; returns counts for the manifest.
+
+    `method` is a registered init method's name, `auto`, or a whole `embed` section (options, calibration,
+    auto); `corpus` holds the texts the corpus-based methods and the probe read.
+    """
+    from langadapt.embeddings.probe import probe_table
+    from langadapt.embeddings.registry import AUTO, InitInputs, get_method
+
+    config = method if isinstance(method, EmbedConfig) else EmbedConfig(method=method)
+    names = config.auto.methods if config.method == AUTO else [config.method]
+    for name in names:
+        get_method(name)  # unknown names fail before any work
+    corpus = corpus or Corpus()
     check_token_map(token_map, old_tokenizer, new_tokenizer, "the model")
     old_matrices = embedding_matrices(model)
     rows_before = old_matrices[INPUT].shape[0]
@@ -248,42 +277,67 @@ def resize_to_tokenizer(
             "the model and tokenizer do not belong together"
         )
     token_map, special = copy_special_tokens(token_map, old_tokenizer, new_tokenizer)
-    generator = torch.Generator().manual_seed(seed)
     init_std = float(getattr(model.config.get_text_config(), "initializer_range", 0.02))
+    inputs = InitInputs(old_matrices, token_map, old_tokenizer, new_tokenizer, model, corpus.texts, corpus.english,
+                        init_std=init_std)
+    candidates = {name: _run_method(name, config, inputs, seed) for name in names}
+
+    def install(rows: dict[str, torch.Tensor]) -> None:
+        install_matrices(model, {name: assemble_matrix(old, token_map, rows[name]) for name, old in old_matrices.items()})
+
+    probe = None
+    chosen = names[0]
+    if config.method == AUTO:
+        if corpus.probe is None:
+            raise LangadaptError("embed.method auto needs held-out corpus documents to probe on — add a `data` stage "
+                                 "(or pass --corpus to `langadapt embed init`)")
+        chosen, probe = probe_table(model, old_tokenizer, new_tokenizer,
+                                    {name: (c.rows, c.figures) for name, c in candidates.items()},
+                                    install, corpus.probe, config.auto)
+    install(candidates[chosen].rows)
+    remap_token_ids(model, old_tokenizer, new_tokenizer)
     fresh = token_map.new_ids()
-    new_matrices, norms = {}, {}
-    for name, old in old_matrices.items():
-        new_matrices[name] = init_matrix(old, token_map, method, generator=generator, init_std=init_std)
-        norms[name] = {
+    new_matrices = embedding_matrices(model)
+    norms = {
+        name: {
             "old_rows": float(old[: token_map.base_vocab_size].float().norm(dim=1).mean()),
             "new_rows": float(new_matrices[name][fresh].float().norm(dim=1).mean()) if fresh else 0.0,
         }
-    install_matrices(model, new_matrices)
-    remap_token_ids(model, old_tokenizer, new_tokenizer)
+        for name, old in old_matrices.items()
+    }
     pieces = [len(token_map.decompositions[i]) for i in fresh]
-    return {
-        "method": method,
+    figures = candidates[chosen].figures
+    metrics = {
+        "method": chosen,
         "tied": OUTPUT not in old_matrices,
         "rows_before": rows_before,
         "vocab_size": token_map.vocab_size,
         "kept_rows": token_map.vocab_size - len(fresh),
         "new_rows": len(fresh),
-        "fallback_rows": len(token_map.undecomposable_ids()) if method == "mean" else 0,
+        "fallback_rows": figures["fallback_rows"],
         "special_rows": special,
         "mean_subtokens": sum(pieces) / len(pieces) if pieces else 0.0,
         "mean_row_norm": norms,
+        "init": figures["report"],
+        "method_seconds": figures["init_seconds"],
     }
+    if "calibration" in figures:
+        metrics["calibration"] = figures["calibration"]
+    if probe is not None:
+        metrics["probe"] = probe
+    return metrics
 
 
 def embed_model(
     model_ref: str | Path,
     tokenizer_dir: str | Path,
     out: str | Path,
-    method: InitMethod = "mean",
+    method: str | EmbedConfig = "mean",
     *,
     base_tokenizer: str | Path | None = None,
     seed: int = 0,
     trust_remote_code: bool = False,
+    corpus: Corpus | None = None,
 ) -> dict[str, Any]:
     """Load `model_ref`, resize it to the tokenizer in `tokenizer_dir` (which holds token_map.json) and save
     an HF folder to `out`: weights, new tokenizer, its token map, chat template, generation config.
@@ -298,12 +352,12 @@ def embed_model(
     check_token_map(token_map, old_tokenizer, new_tokenizer, "the model")  # before loading any weights
     model = load_model(model_ref, dtype="auto", trust_remote_code=trust_remote_code)
     started = time.perf_counter()
-    metrics = resize_to_tokenizer(model, old_tokenizer, new_tokenizer, token_map, method, seed=seed)
+    metrics = resize_to_tokenizer(model, old_tokenizer, new_tokenizer, token_map, method, seed=seed, corpus=corpus)
     metrics["init_seconds"] = round(time.perf_counter() - started, 3)
     if not new_tokenizer.chat_template and old_tokenizer.chat_template:
         new_tokenizer.chat_template = old_tokenizer.chat_template
     save_model_folder(model, new_tokenizer, out)
     shutil.copy(Path(tokenizer_dir) / TOKEN_MAP_FILE, Path(out) / TOKEN_MAP_FILE)
-    log.info("%s init: %d new rows (%d fallback), %d kept", method, metrics["new_rows"],
+    log.info("%s init: %d new rows (%d fallback), %d kept", metrics["method"], metrics["new_rows"],
              metrics["fallback_rows"], metrics["kept_rows"])
     return metrics

@@ -66,6 +66,7 @@ def render_report(run: RunView, others: list[RunView] | None = None, title: str 
         _stages_table(run),
         _data_section(run),
         _vocab_section(run),
+        _embed_section(run),
         _training_section(run),
         _lep_section(run),
         _evaluation_section(run),
@@ -146,6 +147,26 @@ def _training_section(run: RunView) -> str:
     if not curves:
         return ""
     return "<section><h2>Training</h2>" + _lines_svg(curves, "step", "training loss") + "</section>"
+
+
+def _embed_section(run: RunView) -> str:
+    """The init method and, for `embed.method: auto`, the probe table (step-0 bits/char of each method)."""
+    metrics = run.manifests.get("embed", {}).get("metrics", {})
+    if not metrics:
+        return ""
+    facts = _table(["", ""], [[k, _fmt(metrics.get(k))] for k in ("method", "new_rows", "fallback_rows", "init_seconds")],
+                   show_header=False)
+    probe = metrics.get("probe")
+    if not probe:
+        return f"<section><h2>Embedding initialisation</h2>{facts}</section>"
+    original = probe.get("original", {})
+    rows = [["original", _fmt(original.get("target_bpc")), _fmt(original.get("english_bpc")), "", "", ""]]
+    rows += [[m["method"], _fmt(m.get("target_bpc")), _fmt(m.get("english_bpc")), _fmt(m.get("english_regression")),
+              _fmt(m.get("fallback_rows")), _fmt(m.get("init_seconds"))] for m in probe.get("methods", [])]
+    table = _table(["method", "target bits/char", "English bits/char", "English regression", "fallback rows", "init s"], rows)
+    note = (f"<p>chosen: <b>{_e(probe.get('chosen'))}</b> (English limit {_fmt(probe.get('english_limit'))}, "
+            f"{'met' if probe.get('limit_met') else 'NOT met by any method'}; held-out training documents)</p>")
+    return f"<section><h2>Embedding initialisation</h2>{facts}{table}{note}</section>"
 
 
 def _lep_section(run: RunView) -> str:
