@@ -34,7 +34,7 @@ stdout = Console()
 stderr = Console(stderr=True)
 
 # Stage packages whose `cli.py` registers verbs.
-VERB_PACKAGES = ("data", "vocab", "embeddings", "lep", "train", "evaluate", "report")
+VERB_PACKAGES = ("data", "vocab", "embeddings", "lep", "translate", "train", "evaluate", "report")
 
 
 @app.callback()

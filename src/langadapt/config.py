@@ -25,6 +25,7 @@ from langadapt.lep.config import LepConfig
 from langadapt.report.config import ReportConfig
 from langadapt.schema import InputPath, ModelRef, Section
 from langadapt.train.config import CptConfig, DpoConfig, SftConfig
+from langadapt.translate.config import TranslateConfig
 from langadapt.vocab.config import VocabConfig
 
 
@@ -55,6 +56,7 @@ class RunConfig(Section):
     embed: EmbedConfig | None = None
     cpt: CptConfig | None = None
     lep: LepConfig | None = None
+    translate: TranslateConfig | None = None
     sft: SftConfig | None = None
     dpo: DpoConfig | None = None
     eval: EvalConfig | None = None

@@ -33,11 +33,11 @@ from langadapt.errors import LangadaptError
 from langadapt.runstore import RunStore, Timer, fingerprint_path, library_versions, stable_hash
 
 # The one pipeline order. A stage runs when its config section is present.
-PIPELINE = ("data", "vocab", "pack", "embed", "cpt", "lep", "sft", "dpo", "eval", "report")
+PIPELINE = ("data", "vocab", "pack", "embed", "cpt", "lep", "translate", "sft", "dpo", "eval", "report")
 
 
 # Packages whose `stages` module registers stages when imported.
-STAGE_PACKAGES = ("data", "vocab", "embeddings", "train", "lep", "evaluate", "report")
+STAGE_PACKAGES = ("data", "vocab", "embeddings", "train", "lep", "translate", "evaluate", "report")
 
 log = logging.getLogger("langadapt")
 
