@@ -53,6 +53,10 @@ def iso639_3(code: str) -> str | None:
         return None
 
 
+def same_language(a: str, b: str) -> bool:
+    return a == b or (iso639_3(a) or a) == (iso639_3(b) or b)
+
+
 class Seq2SeqBackend(Backend):
     kind = "seq2seq"
     settings: Seq2SeqBackendConfig
@@ -105,7 +109,8 @@ class Seq2SeqBackend(Backend):
         self.setup(source, target)
 
     def setup(self, source: str, target: str) -> LanguageSetup:
-        vocab = self.tokenizer.get_vocab()
+        # M2M100's tokenizer keeps its language tokens outside get_vocab().
+        vocab = {**self.tokenizer.get_vocab(), **getattr(self.tokenizer, "lang_token_to_id", {})}
         family = self.family
         if family == "marian":
             return self._marian(vocab, source, target)
@@ -150,7 +155,7 @@ class Seq2SeqBackend(Backend):
             codes = [f">>{c}<<" for c in (target, iso639_3(target)) if c]
             return LanguageSetup(prefix=self._known(vocab, codes, target, r">>(\w+)<<") + " ")
         pair = self._marian_pair()
-        if pair is not None and (pair[0] not in (source, iso639_3(source)) or pair[1] not in (target, iso639_3(target))):
+        if pair is not None and not (same_language(pair[0], source) and same_language(pair[1], target)):
             raise LangadaptError(
                 f"translate.backend: the Marian model '{self.settings.model}' translates {pair[0]} -> {pair[1]}, not "
                 f"{source} -> {target} — choose the opus-mt model of that pair"
