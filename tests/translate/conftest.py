@@ -75,3 +75,14 @@ def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_marian_multi(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_marian(tmp_path_factory.mktemp("mt") / "marian-en-mul", multi_target=True)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models train many times slower with 2 threads when other processes share the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from langadapt.translate.config import FilterSettings
-from langadapt.translate.filters import FieldTranslation, chrf, field_problem, language_problem, longest_repeat
+from langadapt.translate.filters import (
+    FieldTranslation,
+    chrf,
+    field_problem,
+    language_problem,
+    longest_repeat,
+)
 from langadapt.translate.masking import mask, unmask
 from langadapt.translate.segment import split_text
 
