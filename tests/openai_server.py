@@ -24,6 +24,10 @@ def last_user_text(body: dict[str, Any]) -> str:
     return next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default backlog of 5 drops connections a concurrent client opens at once
+
+
 class FakeChatServer:
     def __init__(self, reply: Callable[[dict[str, Any]], str] | None = None, script: list[str] | None = None,
                  *, delay_after: int | None = None, delay_seconds: float = 30.0):
@@ -35,7 +39,7 @@ class FakeChatServer:
         self.answered = 0
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -4,6 +4,7 @@ makes a second run call no model, and one-line errors on bad input."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +45,10 @@ def test_causal_backend_is_the_models_greedy_first_line(tiny_llama: Path) -> Non
     assert backend.usage.calls == 2 and 0 < backend.usage.tokens_out <= 20
 
 
-def langadapt(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "langadapt.cli", *args], capture_output=True, text=True, timeout=300)
+def langadapt(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LANGADAPT_HOME": str(home)} if home else None
+    return subprocess.run([sys.executable, "-m", "langadapt.cli", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
 
 
 def test_the_verb_twice_the_second_time_without_model_calls(tmp_path: Path, tiny_llama: Path) -> None:
@@ -58,7 +61,8 @@ def test_the_verb_twice_the_second_time_without_model_calls(tmp_path: Path, tiny
     config.write_text(json.dumps({"target_language": "eu", "translate": {
         "backend": {"kind": "causal_lm", "model": str(tiny_llama), "prompt": PROMPT, "max_new_tokens": 6},
         "filters": {"language": False}}}))
-    first = langadapt("translate", str(source), "--config", str(config), "--out", str(tmp_path / "one"))
+    home = tmp_path / "home"  # the default cache lives in $LANGADAPT_HOME/cache
+    first = langadapt("translate", str(source), "--config", str(config), "--out", str(tmp_path / "one"), home=home)
     assert first.returncode == 0, first.stderr
     manifest = json.loads((tmp_path / "one" / "manifest.json").read_text())
     metrics = manifest["metrics"]
@@ -69,10 +73,9 @@ def test_the_verb_twice_the_second_time_without_model_calls(tmp_path: Path, tiny
     # Segments: "Write a haiku about <m0>.", "Leaves fall.", "See <m0>.", "List two colours.", "red", "blue".
     assert metrics["segments"]["translated"] == 6 and metrics["backend"]["calls"] >= 1
     assert manifest["translate"]["backend"]["model"] == str(tiny_llama)
-    assert (tmp_path / "one.cache.sqlite").exists()
+    assert (home / "cache" / "translate.sqlite").exists()
 
-    second = langadapt("translate", str(source), "--config", str(config), "--out", str(tmp_path / "two"),
-                       "--cache", str(tmp_path / "one.cache.sqlite"))
+    second = langadapt("translate", str(source), "--config", str(config), "--out", str(tmp_path / "two"), home=home)
     assert second.returncode == 0, second.stderr
     assert "model calls=0" in second.stdout
     again = json.loads((tmp_path / "two" / "manifest.json").read_text())["metrics"]
@@ -89,6 +92,7 @@ def test_bad_input_is_one_line(tmp_path: Path, tiny_marian: Path, args: list[str
     source = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Hi", "output": "Hello"}])
     config = tmp_path / "t.yaml"
     config.write_text(json.dumps({"translate": {"backend": {"kind": "seq2seq", "model": str(tiny_marian)}}}))
-    result = langadapt("translate", str(source), "--config", str(config), "--out", str(tmp_path / "o"), *args)
+    result = langadapt("translate", str(source), "--config", str(config), "--out", str(tmp_path / "o"), *args,
+                       home=tmp_path / "home")
     assert_one_line_error(result, *needles)
     assert not (tmp_path / "o").exists()

@@ -6,9 +6,9 @@
 
 `--config` is a run config (its `translate:` section and `target_language` are used) or a YAML holding just
 the section. Files on the command line replace the section's datasets (named by file stem). OUT receives
-NAME.jsonl, NAME.dropped.jsonl and manifest.json through a temporary folder; the segment cache
-(`--cache`, default OUT.cache.sqlite beside OUT) survives failures, so running the command again pays for
-nothing twice.
+NAME.jsonl, NAME.dropped.jsonl and manifest.json through a temporary folder. The segment cache (`--cache`,
+else the section's `cache`, else `$LANGADAPT_HOME/cache/translate.sqlite`, shared by every run of this
+user) survives failures, so running the command again, into any OUT, pays for nothing twice.
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ def translate(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key, e.g. --set backend.num_beams=4.")] = None,
     source: Annotated[str | None, typer.Option("--from", help="Source language (default: the section's, else en).")] = None,
     target: Annotated[str | None, typer.Option("--to", help="Target language (default: the config's).")] = None,
-    cache: Annotated[Path | None, typer.Option("--cache", help="Segment cache (default: OUT.cache.sqlite).")] = None,
+    cache: Annotated[Path | None, typer.Option(
+        "--cache", help="Segment cache (default: $LANGADAPT_HOME/cache/translate.sqlite).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Translate only the first N rows of each file.")] = None,
 ) -> None:
     """Translate instruction / preference files (alpaca, chat, Q/A, preference) with masking, caching and filters."""
+    from langadapt.models import langadapt_home
     from langadapt.runstore import library_versions, staged_output, write_json
     from langadapt.train.cli import section_from
     from langadapt.translate.config import DatasetSpec, TranslateConfig
@@ -61,7 +63,7 @@ def translate(
         raise LangadaptError(f"source and target are both '{language}' — pass --to / --from")
     preflight_settings(settings, language, where="translate")
     out = out.resolve()
-    cache_path = (cache or settings.cache or out.with_name(out.name + ".cache.sqlite")).resolve()
+    cache_path = (cache or settings.cache or langadapt_home() / "cache" / "translate.sqlite").resolve()
     with staged_output(out) as tmp:
         metrics = run_translation(settings, target=language, out_dir=tmp, cache_path=cache_path)
         write_json(tmp / "manifest.json", {"translate": settings.model_dump(mode="json"), "target_language": language,

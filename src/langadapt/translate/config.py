@@ -5,10 +5,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from langadapt.llm_client import EndpointSettings
 from langadapt.schema import InputPath, ModelRef, Section
+
+TranslateRef = Annotated[str, StringConstraints(pattern=r"^translate:[A-Za-z0-9_.-]+$")]
+"""`translate:NAME` in sft.data / dpo.data: the translate stage's output of dataset NAME."""
+
+DataFile = Annotated[TranslateRef | InputPath, Field(union_mode="left_to_right")]
+"""An entry of sft.data / dpo.data: a file, or `translate:NAME`."""
 
 DEFAULT_PROMPT = (
     "Translate the following text from {source_language} to {target_language}. Keep every tag such as <m0> "

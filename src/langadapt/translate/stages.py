@@ -92,6 +92,11 @@ def resolve_data_ref(ref: str, inputs: dict[str, Path]) -> Path:
     return path
 
 
+def resolve_data_refs(values: Iterable[str | Path], inputs: dict[str, Path]) -> list[Path]:
+    """A data list with every `translate:NAME` replaced by its file."""
+    return [resolve_data_ref(v, inputs) if is_data_ref(v) else Path(v) for v in values]
+
+
 def check_data_refs(cfg: RunConfig, values: Iterable[str | Path], where: str) -> None:
     """Preflight of `translate:NAME` entries in a data list: the section exists and names the dataset."""
     for value in values:

@@ -1,7 +1,9 @@
 """A local causal LM prompted to translate: any instruct model with a prompt template.
 
-Segments never hold a newline, so generation stops at the first one (and at end of turn): a small model
-that goes on chatting after its translation is cut where the translation ends. Prompts are sorted by
+Segments never hold a newline, so generation stops at the first token that holds one (and at end of turn):
+a small model that goes on chatting after its translation is cut where the translation ends. (Stopping on
+those token ids costs nothing per step, unlike transformers' `stop_strings`, which rebuilds its tables
+over the whole vocabulary at every generate call.) Prompts are sorted by
 length and left-padded in batches; decoding is greedy.
 """
 
@@ -38,6 +40,13 @@ class CausalBackend(Backend):
         model = load_model(self.settings.model, trust_remote_code=self.settings.trust_remote_code)
         return model.to("cpu" if device == "auto" else device).eval()
 
+    @cached_property
+    def newline_tokens(self) -> set[int]:
+        """Ids of every token whose text holds a newline."""
+        tokenizer = self.tokenizer
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        return {i for i, text in enumerate(texts) if "\n" in text}
+
     def render(self, text: str, source: str, target: str) -> str:
         from langadapt.evaluate.generation import render_prompt
 
@@ -55,6 +64,7 @@ class CausalBackend(Backend):
                    for t in texts]
         stops = stop_token_ids(model, tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stops, default=0)
+        ends = sorted(stops | self.newline_tokens)
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i]), reverse=True)
         for start in range(0, len(order), self.settings.batch_size):
             rows = order[start : start + self.settings.batch_size]
@@ -68,13 +78,13 @@ class CausalBackend(Backend):
                 generated = model.generate(
                     input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
                     max_new_tokens=self.settings.max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                    top_k=None, pad_token_id=pad, eos_token_id=sorted(stops) or None, stop_strings=["\n"],
-                    tokenizer=tokenizer,
+                    top_k=None, pad_token_id=pad, eos_token_id=ends or None,
                 )[:, width:].tolist()
             self.usage.calls += 1
             for row, i in enumerate(rows):
                 new = generated[row]
                 cut = next((k for k, token in enumerate(new) if token in stops), len(new))
+                cut = next((k + 1 for k, token in enumerate(new[:cut]) if token in self.newline_tokens), cut)
                 self.usage.tokens_in += len(encoded[i])
                 self.usage.tokens_out += cut
                 text = tokenizer.decode(new[:cut], skip_special_tokens=True)
