@@ -52,10 +52,14 @@ def cached_sources(cache: Path) -> set[str]:
         return {row[0] for row in db.execute("SELECT source FROM segments")}
 
 
-def test_success_then_a_rerun_sends_nothing(tmp_path: Path, alpaca: Path, en_eu: dict[str, str]) -> None:
+def test_success_then_a_rerun_sends_nothing(tmp_path: Path, alpaca: Path, en_eu: dict[str, str], monkeypatch) -> None:
+    secret = "sk-translate-" + "k" * 24
+    monkeypatch.setenv("MT_KEY", secret)
     cache = tmp_path / "cache.sqlite"
     with fake_server(reply=translator(en_eu)) as server:
-        metrics = run(server.url, alpaca, tmp_path / "one", cache, concurrency=3)
+        metrics = run(server.url, alpaca, tmp_path / "one", cache, concurrency=3, api_key_env="MT_KEY")
+    assert server.headers[0]["Authorization"] == f"Bearer {secret}"
+    assert secret not in json.dumps(metrics) and secret.encode() not in cache.read_bytes()
     rows = [json.loads(line) for line in (tmp_path / "one" / "alpaca.jsonl").read_text().splitlines()]
     sources = [json.loads(line) for line in alpaca.read_text().splitlines()]
     assert [(r["instruction"], r["output"]) for r in rows] == [(en_eu[s["instruction"]], en_eu[s["output"]]) for s in sources]
@@ -68,7 +72,7 @@ def test_success_then_a_rerun_sends_nothing(tmp_path: Path, alpaca: Path, en_eu:
                for b in server.bodies)
 
     with fake_server(reply=translator(en_eu)) as again:
-        second = run(again.url, alpaca, tmp_path / "two", cache)
+        second = run(again.url, alpaca, tmp_path / "two", cache, api_key_env="MT_KEY")
     assert again.bodies == [] and second["segments"] == {**second["segments"], "translated": 0, "cached": 2 * ROWS}
     assert (tmp_path / "two" / "alpaca.jsonl").read_text() == (tmp_path / "one" / "alpaca.jsonl").read_text()
 
@@ -137,3 +141,27 @@ def test_an_unreachable_endpoint_is_one_line_and_keeps_the_cache(tmp_path: Path,
     gone = subprocess.run(command, capture_output=True, text=True, timeout=120)  # the server is shut down now
     assert_one_line_error(gone, url, "cannot connect")
     assert len(cached_sources(cache)) == 4
+
+
+def test_round_trip_drops_rows_whose_back_translation_drifted(tmp_path: Path, alpaca: Path,
+                                                              en_eu: dict[str, str]) -> None:
+    eu_en = {eu: en for en, eu in en_eu.items()}
+    sources = [json.loads(line) for line in alpaca.read_text().splitlines()]
+    broken = en_eu[sources[3]["output"]]  # this one comes back as something else entirely
+
+    def reply(body: dict) -> str:
+        text = last_user_text(body)
+        if text in en_eu:
+            return en_eu[text]
+        return "The weather is nice today and nobody is at work." if text == broken else eu_en[text]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    config = settings(endpoint("http://127.0.0.1:1/v1"), datasets={"alpaca": str(alpaca)}, round_trip={"min_chrf": 40})
+    with fake_server(reply=reply) as server:
+        config.backend.url = server.url
+        metrics = run_translation(config, target="eu", out_dir=out, cache_path=tmp_path / "c.sqlite", progress=False)
+    assert len(server.bodies) == 4 * ROWS  # there and back
+    assert metrics["dropped"] == {"round_trip": 1} and metrics["segments"]["translated"] == 4 * ROWS
+    dropped = json.loads((out / "alpaca.dropped.jsonl").read_text())
+    assert dropped["source_row"] == "alpaca-en.jsonl:4" and dropped["reason"] == "round_trip"

@@ -99,6 +99,12 @@ def test_marian_languages(tiny_marian: Path, tiny_marian_multi: Path) -> None:
     pair.check_languages("eng", "eus")
     with pytest.raises(LangadaptError, match="translates en -> eu, not en -> lt"):
         pair.check_languages("en", "lt")
+    from langadapt.translate.stages import preflight_settings
+
+    source = write_jsonl(tiny_marian.parent / "one.jsonl", [{"question": "Is it?", "answer": "Yes."}])
+    round_trip = settings({"kind": "seq2seq", "model": str(tiny_marian)}, datasets={"q": str(source)}, round_trip={})
+    with pytest.raises(LangadaptError, match="translates en -> eu, not eu -> en"):
+        preflight_settings(round_trip, "eu")  # the way back needs a model that translates eu -> en
     multi = make_backend(settings({"kind": "seq2seq", "model": str(tiny_marian_multi)}).backend)
     assert multi.setup("en", "eu").prefix == ">>eus<< "
     with pytest.raises(LangadaptError, match="has no language 'ru' — it knows: eus, lit"):

@@ -106,3 +106,16 @@ def test_resolving_refs(tmp_path: Path) -> None:
     with pytest.raises(LangadaptError, match="needs the translate stage"):
         resolve_data_ref("translate:alpaca", {})
     assert not is_data_ref(Path("translate:alpaca")) and not is_data_ref("data/x.jsonl")
+
+
+def test_the_example_config_and_file() -> None:
+    from langadapt.config import load_config
+    from langadapt.data.instruct import load_conversations
+    from tests.tiny import REPO
+
+    cfg = load_config(REPO / "examples" / "translate-eu.yaml")
+    assert cfg.translate is not None and cfg.translate.backend.kind == "causal_lm"
+    conversations, report = load_conversations([cfg.translate.datasets["alpaca"].path])
+    assert len(conversations) == 50 and report.dropped == {}
+    text = json.dumps(conversations)
+    assert all(needle in text for needle in ("```python", "https://", "@example.com", "{name}", "%s", "{{ user }}"))

@@ -164,10 +164,10 @@ def _translate_rows(rows: list[_Row], translator: Translator, settings: Translat
         kept = [row for row in rows if row.reason is None and row.fields]
         back = iter(translator.translate([t.text for row in kept for t in row.translated], back=True,
                                          label=label + " (round trip)"))
-        for row in kept:
-            source = "\n".join(text for _, text in row.fields)
-            returned = "\n".join(next(back).text for _ in row.fields)
-            if chrf(returned, source) < settings.round_trip.min_chrf:
+        for row in kept:  # per field: one field that came back as something else is enough
+            scores = [chrf(next(back).text, source) for _, source in row.fields]
+            if any(score < settings.round_trip.min_chrf for score, (_, source) in zip(scores, row.fields, strict=True)
+                   if len(source) >= settings.filters.min_chars):
                 row.reason = "round_trip"
 
 
@@ -183,6 +183,8 @@ def run_translation(
     cache = TranslationCache(cache_path)
     try:
         backend.check_languages(settings.source_language, target)
+        if settings.round_trip is not None:
+            backend.check_languages(target, settings.source_language)
         translator = Translator(backend, cache, source=settings.source_language, target=target, progress=progress)
         reports = {}
         for name, spec in settings.datasets.items():

@@ -4,7 +4,7 @@ Per field: `empty_output`, `placeholder_lost` / `placeholder_altered` (a masked 
 exactly once), `untranslated` (half or more of its text came back unchanged), `repetition` (a word n-gram
 repeated `max_repeats` times in a row, more than in the source: a decoding loop), `length_ratio`.
 Per row: `wrong_language` (lingua, on the translated text without masked spans) and `round_trip` (chrF of
-the back-translation against the source). Short texts skip the statistical checks (`min_chars`).
+each field's back-translation against its source). Short texts skip the statistical checks (`min_chars`).
 """
 
 from __future__ import annotations

@@ -56,6 +56,8 @@ def preflight_settings(settings: TranslateConfig, target: str, where: str = "tra
     backend = make_backend(settings.backend)  # an endpoint checks its key variable and the http rule here
     try:
         backend.check_languages(settings.source_language, target)
+        if settings.round_trip is not None:  # the way back runs on the same backend
+            backend.check_languages(target, settings.source_language)
     finally:
         backend.close()
 
