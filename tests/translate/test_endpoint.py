@@ -48,8 +48,11 @@ def run(url: str, alpaca: Path, out: Path, cache: Path, **backend: object) -> di
 
 
 def cached_sources(cache: Path) -> set[str]:
-    with sqlite3.connect(cache) as db:
-        return {row[0] for row in db.execute("SELECT source FROM segments")}
+    try:
+        with sqlite3.connect(cache) as db:
+            return {row[0] for row in db.execute("SELECT source FROM segments")}
+    except sqlite3.OperationalError:  # a starting process has created the file but not the table yet
+        return set()
 
 
 def test_success_then_a_rerun_sends_nothing(tmp_path: Path, alpaca: Path, en_eu: dict[str, str], monkeypatch) -> None:

@@ -120,7 +120,7 @@ def translate_file(
             label = f"{name or path.name} rows {report.rows_in - len(batch) + 1}-{report.rows_in}"
             _translate_rows(batch, translator, settings, label)
             for row in batch:
-                texts = {path: t.text for (path, _), t in zip(row.fields, row.translated, strict=True)}
+                texts = {field_path: t.text for (field_path, _), t in zip(row.fields, row.translated, strict=True)}
                 translated = with_texts(row.record, texts) if isinstance(row.record, dict) else row.record
                 if row.reason is None:
                     report.rows_out += 1
