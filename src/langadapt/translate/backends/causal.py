@@ -1,9 +1,8 @@
 """A local causal LM prompted to translate: any instruct model with a prompt template.
 
 Segments never hold a newline, so generation stops at the first token that holds one (and at end of turn):
-a small model that goes on chatting after its translation is cut where the translation ends. (Stopping on
-those token ids costs nothing per step, unlike transformers' `stop_strings`, which rebuilds its tables
-over the whole vocabulary at every generate call.) Prompts are sorted by
+a small model that goes on chatting after its translation is cut where the translation ends (the same
+stop as transformers' `stop_strings=["\n"]`, measured equally fast, without a tokenizer in `generate`). Prompts are sorted by
 length and left-padded in batches; decoding is greedy.
 """
 
