@@ -36,7 +36,7 @@ def config_text(output_dir: str, source: str, **models: str) -> str:
 
 
 def test_every_verb_has_help() -> None:
-    stage_verbs = {"data", "vocab", "embed", "lep", "cpt", "sft", "dpo", "check", "eval", "report"}
+    stage_verbs = {"data", "vocab", "embed", "lep", "translate", "cpt", "sft", "dpo", "check", "eval", "report"}
     assert {"validate", "run", "status", "demo", "models", *stage_verbs} <= registered_verbs()
     for verb in ("validate", "run", "status", "demo", "models", "vocab", "eval"):
         result = langadapt(verb, "--help")

@@ -37,7 +37,7 @@ from langadapt.runstore import RunStore, Timer, fingerprint_path, library_versio
 from langadapt.schema import Section
 
 # The one list of langadapt's packages: each may hold `stages.py` (its stages) and `cli.py` (its verbs).
-PACKAGES = ("data", "vocab", "embeddings", "train", "lep", "evaluate", "report")
+PACKAGES = ("data", "vocab", "embeddings", "train", "lep", "translate", "evaluate", "report")
 
 log = logging.getLogger("langadapt")
 

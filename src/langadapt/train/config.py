@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from langadapt.schema import InputPath, Section
+from langadapt.translate.config import DataFile
 
 # The attention kernels transformers can load; "auto" lets transformers choose (sdpa where it can).
 Attention = Literal["auto", "sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3"]
@@ -210,7 +211,9 @@ class SelfCalibrationConfig(Section):
 class SftConfig(TuningConfig):
     """Instruction tuning / calibration: instruction files, the copy task and self-calibration, mixed."""
 
-    data: list[InputPath] = Field(default_factory=list, description="instruction files (formats auto-detected)")
+    data: list[DataFile] = Field(
+        default_factory=list,
+        description="instruction files (formats auto-detected), or translate:NAME for a translate stage output")
     copy_task: SftCopyTaskConfig | None = None
     self_calibration: SelfCalibrationConfig | None = None
 
@@ -224,7 +227,8 @@ class SftConfig(TuningConfig):
 class DpoConfig(TuningConfig):
     """Preference alignment (DPO / IPO) on preference files; LoRA uses the adapter-free model as reference."""
 
-    data: list[InputPath] = Field(min_length=1, description="preference files (prompt, chosen, rejected)")
+    data: list[DataFile] = Field(
+        min_length=1, description="preference files (prompt, chosen, rejected), or translate:NAME")
     beta: float = Field(default=0.1, gt=0, description="strength of the pull towards the reference model")
     loss_type: Literal["sigmoid", "ipo"] = "sigmoid"
     max_prompt_length: int | None = Field(default=None, ge=1, description="drop pairs whose prompt is longer")

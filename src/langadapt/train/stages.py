@@ -190,9 +190,16 @@ def original_model(cfg: RunConfig) -> str:
     return cfg.models.instruct or cfg.models.base
 
 
+def _data_files(data: Iterable[str | Path]) -> list[str]:
+    """The files of a data list; `translate:NAME` entries are a stage's output, fingerprinted as that stage."""
+    from langadapt.translate.stages import is_data_ref
+
+    return [str(p) for p in data if not is_data_ref(p)]
+
+
 def _sft_inputs(cfg: RunConfig) -> Iterable[str]:
     assert cfg.sft is not None
-    yield from (str(p) for p in cfg.sft.data)
+    yield from _data_files(cfg.sft.data)
     if cfg.sft.self_calibration is not None:
         yield from (str(p) for p in cfg.sft.self_calibration.prompts)
         yield original_model(cfg)
@@ -200,10 +207,12 @@ def _sft_inputs(cfg: RunConfig) -> Iterable[str]:
 
 def _sft_preflight(cfg: RunConfig) -> None:
     from langadapt.train.copy_task import COPY_TASK_INSTRUCTIONS
+    from langadapt.translate.stages import check_data_refs
 
     sft = cfg.sft
     assert sft is not None
-    _files_preflight(sft.data, "sft.data")
+    check_data_refs(cfg, sft.data, "sft.data")
+    _files_preflight(_data_files(sft.data), "sft.data")
     _chat_template_preflight(sft.chat_template, "sft")
     if sft.copy_task is not None:
         copy_task_source(cfg)
@@ -239,24 +248,31 @@ def _job(cfg: RunConfig, ctx: StageContext) -> TuningJob:
 def sft_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.data.corpus import corpus_file, read_texts
     from langadapt.train.sft import train_sft
+    from langadapt.translate.stages import resolve_data_refs
 
     assert cfg.sft is not None
+    settings = cfg.sft.model_copy(update={"data": resolve_data_refs(cfg.sft.data, ctx.inputs)})
     return train_sft(
-        _job(cfg, ctx), cfg.sft, language=cfg.target_language, original_model=original_model(cfg),
+        _job(cfg, ctx), settings, language=cfg.target_language, original_model=original_model(cfg),
         corpus_texts=lambda: read_texts(corpus_file(ctx.inputs["data"], copy_task_source(cfg))),
     )
 
 
 def _dpo_preflight(cfg: RunConfig) -> None:
+    from langadapt.translate.stages import check_data_refs
+
     assert cfg.dpo is not None
-    _files_preflight(cfg.dpo.data, "dpo.data")
+    check_data_refs(cfg, cfg.dpo.data, "dpo.data")
+    _files_preflight(_data_files(cfg.dpo.data), "dpo.data")
     _chat_template_preflight(cfg.dpo.chat_template, "dpo")
 
 
 @stage("dpo", config=DpoConfig, after=("sft",), produces=("model",), chat=True, uses=TUNING_USES,
-       external_inputs=lambda cfg: [str(p) for p in cfg.dpo.data], preflight=_dpo_preflight)
+       external_inputs=lambda cfg: _data_files(cfg.dpo.data), preflight=_dpo_preflight)
 def dpo_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.train.dpo import train_dpo
+    from langadapt.translate.stages import resolve_data_refs
 
     assert cfg.dpo is not None
-    return train_dpo(_job(cfg, ctx), cfg.dpo)
+    settings = cfg.dpo.model_copy(update={"data": resolve_data_refs(cfg.dpo.data, ctx.inputs)})
+    return train_dpo(_job(cfg, ctx), settings)

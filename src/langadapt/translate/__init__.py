@@ -1,0 +1,1 @@
+"""Dataset translation: instruction and preference files into the target language (the `translate` stage)."""
