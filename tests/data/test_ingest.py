@@ -95,7 +95,7 @@ def without_timing(report: dict) -> dict:
 def test_same_documents_and_bytes_for_any_worker_count_and_shard_size(tmp_path: Path, basque_texts: list[str],
                                                                        english_texts: list[str]) -> None:
     words = [f"hitza{i}" for i in range(60)]
-    near = [" ".join(words), " ".join(words[:59] + ["aldatuta"])]  # a near-duplicate pair
+    near = [" ".join(words), " ".join([*words[:59], "aldatuta"])]  # a near-duplicate pair
     eu = write_jsonl(tmp_path / "eu.jsonl", basque_texts[:900] + near + basque_texts[:100])
     en = write_jsonl(tmp_path / "en.jsonl", english_texts[:300] + basque_texts[850:870])  # Basque intruders
     dev = write_jsonl(tmp_path / "dev.jsonl", basque_texts[880:890])

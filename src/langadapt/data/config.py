@@ -105,7 +105,7 @@ class SlurmConfig(Section):
     partition: str
     time: str = Field(default="12:00:00", description="time limit of each array task")
     cpus_per_task: int = Field(default=1, ge=1)
-    mem_per_cpu_gb: float = Field(default=2, gt=0)
+    mem_per_cpu_gb: int = Field(default=2, ge=1)
     qos: str | None = None
     env_command: str | None = Field(default=None, description="shell line that activates langadapt's environment")
     sbatch_args: dict[str, str] = Field(default_factory=dict, description="extra #SBATCH directives")
