@@ -4,7 +4,8 @@ Exact: a 64-bit xxhash of the text case-folded with punctuation and spacing remo
 only in those count as duplicates. Near: MinHash over word n-gram shingles of that key, cut into LSH bands
 (`bands × rows` hashes) chosen for the threshold the way datasketch chooses them. Each shard writes one
 sorted file per band (`bucket_<band>/<shard>.minhash.sig`, records of `rows` 32-bit hashes + the document's
-index), and exact hashes as a one-band file of 64-bit hashes — datatrove's stage-1 layout. `BandCollisions`
+index, sorted by the first hash), and exact hashes as a one-band file of 64-bit hashes — datatrove's
+stage-1 record layout. `BandCollisions`
 (stage 2) then finds the colliding documents per band and hash range: datatrove's `MinhashDedupBuckets`
 merges the files through a Python heap (~5 µs a record here), this sorts a range at a time with numpy
 (~0.1 µs); each task holds at most `RECORDS_PER_TASK` records, so memory stays flat in the corpus size.
@@ -75,8 +76,8 @@ class BandLayout:
         return np.dtype([*((f"h{i}", kind) for i in range(self.rows)), ("doc", "<u4")])
 
     def write_sorted(self, folder: Path, shard: int, band: int, hashes: np.ndarray, docs: np.ndarray) -> None:
-        """Write (hashes, doc) records sorted as datatrove expects, through a temporary name."""
-        order = np.lexsort([docs, *hashes.T[::-1]])  # by h0, then h1, ..., then doc (as datatrove sorts)
+        """Write (hashes, doc) records sorted by their first hash, through a temporary name."""
+        order = np.argsort(hashes[:, 0], kind="stable")  # by first hash: collision tasks select ranges of it
         records = np.empty(len(docs), dtype=self.record)
         for i in range(self.rows):
             records[f"h{i}"] = hashes[order, i]

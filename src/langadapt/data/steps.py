@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 REMOVAL_REASONS = ("exact_duplicate", "near_duplicate", "eval_overlap")
+FILTER_BATCH = 256  # documents a filter judges at once (one timing and one stats update per batch)
 SIGNATURE_BATCH = 1024
 
 
@@ -98,15 +100,17 @@ class Normalizer(BaseFormatter):
         return self.cleaner.normalize(text)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        changed = 0
+        changed, seconds = 0, 0.0
         try:
             for doc in data:
-                with self.track_time():
-                    text = self.format(doc.text)
+                start = time.perf_counter()
+                text = self.format(doc.text)
+                seconds += time.perf_counter() - start
                 changed += text != doc.text
                 doc.text = text
                 yield doc
         finally:
+            self.stats.time_stats.update(seconds)
             self.stat_update("normalized", value=changed)
 
 
@@ -116,9 +120,15 @@ class QualityFilter(BaseFilter):
     name = "quality"
 
     def __init__(self, data: DataConfig, plan: list[Shard]):
-        super().__init__()
+        super().__init__(batch_size=FILTER_BATCH)
         self.cleaner, self.plan = Cleaner(data.clean), plan
         self._eval = False
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        return [self.filter(doc) for doc in batch]
+
+    def update_doc_stats(self, document: Document) -> None:
+        """Not per document: the corpus writer counts what is kept."""
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self._eval:
@@ -138,18 +148,30 @@ class LanguageFilter(BaseFilter):
     name = "language"
 
     def __init__(self, data: DataConfig, plan: list[Shard], codes: list[str]):
-        super().__init__()
+        super().__init__(batch_size=FILTER_BATCH)
         assert data.langid is not None
         self.data, self.plan, self.codes = data, plan, codes
         self.identifier = LanguageIdentifier.from_config(data.langid, codes)
         self._expected: str | None = None
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        code, confidence = self.identifier.identify((doc.text,))[0]
-        self.stat_update(f"language_{code}")
-        if self._expected is not None and (code != self._expected or confidence < self.data.langid.min_confidence):
-            return False, "language"
-        return True
+        return self.filter_batch([doc])[0]
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        """Languages are counted per batch: on a capped shard that stops mid-batch, the documents after the
+        stop are counted too (at most FILTER_BATCH - 1)."""
+        found = self.identifier.identify([doc.text for doc in batch])
+        languages = Counter(code for code, _ in found)
+        for code, count in languages.items():
+            self.stat_update(f"language_{code}", value=count)
+        if self._expected is None:
+            return [True] * len(batch)
+        floor = self.data.langid.min_confidence
+        return [True if code == self._expected and confidence >= floor else (False, "language")
+                for code, confidence in found]
+
+    def update_doc_stats(self, document: Document) -> None:
+        """Not per document: the corpus writer counts what is kept."""
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         shard = self.plan[rank]
@@ -191,30 +213,32 @@ class ShardWriter(PipelineStep):
         band_files = self._open_bands(rank) if sign and self.signer else []
         distinct: set[int] = set()
         count = 0
+        seconds = 0.0
         with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as out:
             for doc in data:
-                with self.track_time():
-                    out.write(json.dumps({"text": doc.text}, ensure_ascii=False) + "\n")
-                    count += 1
-                    if sign:
-                        key = dedup_key(doc.text)
-                        hashes.append(xxhash.xxh64_intdigest(key.encode("utf-8")))
-                        if band_files:
-                            keys.append(key)
-                            if len(keys) == SIGNATURE_BATCH:
-                                self._sign(keys, count - len(keys), band_files)
+                start = time.perf_counter()
+                out.write(json.dumps({"text": doc.text}, ensure_ascii=False) + "\n")
+                count += 1
+                if sign:
+                    key = dedup_key(doc.text)
+                    hashes.append(xxhash.xxh64_intdigest(key.encode("utf-8")))
+                    if band_files:
+                        keys.append(key)
+                        if len(keys) == SIGNATURE_BATCH:
+                            self._sign(keys, count - len(keys), band_files)
+                seconds += time.perf_counter() - start
                 if shard.stop_after is not None:
                     distinct.add(hashes[-1] if sign else count)  # without dedup every document counts
                     if len(distinct) >= shard.stop_after:
                         self.stat_update("truncated")
                         break
-            with self.track_time():
-                self._sign(keys, count - len(keys), band_files)
-        with self.track_time():
-            self._finish_bands(band_files, rank)
-            if sign and self.exact:
-                self._write_exact(hashes, rank)
-            tmp.replace(path)
+            start = time.perf_counter()
+            self._sign(keys, count - len(keys), band_files)
+        self._finish_bands(band_files, rank)
+        if sign and self.exact:
+            self._write_exact(hashes, rank)
+        tmp.replace(path)
+        self.stats.time_stats.update(seconds + time.perf_counter() - start)
         self.stat_update("survivors", value=count)
         return
         yield  # a sink: nothing goes further
@@ -317,17 +341,20 @@ class CorpusWriter(PipelineStep):
         tmp = path.with_suffix(".tmp")
         counts = TextStats(self.tokenizer)
         batch: list[str] = []
+        seconds = 0.0
         with tmp.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=3, mtime=0) as out:
             for doc in data:
-                with self.track_time():
-                    out.write((json.dumps({"text": doc.text}, ensure_ascii=False) + "\n").encode("utf-8"))
-                    batch.append(doc.text)
-                    if len(batch) == SIGNATURE_BATCH:
-                        counts.add(batch)
-                        batch = []
-            with self.track_time():
-                counts.add(batch)
+                start = time.perf_counter()
+                out.write((json.dumps({"text": doc.text}, ensure_ascii=False) + "\n").encode("utf-8"))
+                batch.append(doc.text)
+                if len(batch) == SIGNATURE_BATCH:
+                    counts.add(batch)
+                    batch = []
+                seconds += time.perf_counter() - start
+            start = time.perf_counter()
+            counts.add(batch)
         tmp.replace(path)
+        self.stats.time_stats.update(seconds + time.perf_counter() - start)
         for key, value in counts.to_dict().items():
             if key in ("documents", "characters", "words", "tokens"):
                 self.stat_update(key, value=value)
