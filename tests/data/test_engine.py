@@ -90,13 +90,13 @@ def test_slurm_scripts_and_tasks(tmp_path: Path, basque_texts: list[str], monkey
     monkeypatch.setenv("FAKE_SLURM", str(jobs))
     slurm = {"partition": "cpu", "time": "01:00:00", "cpus_per_task": 2, "mem_per_cpu_gb": 3, "poll_seconds": 0.1,
              "env_command": f"export PATH={Path(sys.executable).parent}:$PATH", "sbatch_args": {"account": "lab"}}
-    cfg = corpus(tmp_path, basque_texts, {"kind": "slurm", "workers": 3, "slurm": slurm})
+    cfg = corpus(tmp_path, basque_texts, {"kind": "slurm", "workers": 2, "shard_mb": 0.1, "slurm": slurm})
     report = run(cfg, tmp_path / "out", tmp_path / "work")
 
     scripts = sorted(jobs.iterdir(), key=lambda p: int(p.stem.split("-")[1]))
     process = scripts[0].read_text()
     for directive in ("--partition=cpu", "--time=01:00:00", "--cpus-per-task=2", "--mem-per-cpu=3G", "--account=lab",
-                      f"--array=0-{report['shards'] - 1}%3", "--job-name=langadapt-data-process"):
+                      f"--array=0-{report['shards'] - 1}%2", "--job-name=langadapt-data-process"):
         assert f"#SBATCH {directive}\n" in process
     assert "launch_pickled_pipeline" in process and str(tmp_path / "work" / "logs" / "process") in process
     tasks = [s.read_text() for s in scripts if "launch_pickled_pipeline" in s.read_text()]  # not merge_stats
@@ -104,8 +104,9 @@ def test_slurm_scripts_and_tasks(tmp_path: Path, basque_texts: list[str], monkey
     assert names == [
         "langadapt-data-process", "langadapt-data-buckets", "langadapt-data-clusters", "langadapt-data-write"]
 
-    local = run(corpus(tmp_path, basque_texts, {"workers": 2}), tmp_path / "local", tmp_path / "local-work")
-    assert report["sources"] == local["sources"]
+    local = run(corpus(tmp_path, basque_texts, {"workers": 2, "shard_mb": 0.1}), tmp_path / "local",
+                tmp_path / "local-work")
+    assert report["sources"] == local["sources"] and report["shards"] == 2
     assert (corpus_file(tmp_path / "out", "eu").read_bytes() == corpus_file(tmp_path / "local", "eu").read_bytes())
 
 
