@@ -78,7 +78,7 @@ class LangIdConfig(Section):
     fasttext_confidence: float = Field(
         default=0.5, gt=0, le=1, description="cascade: fastText decides when its best candidate has this probability"
     )
-    lingua_below_chars: int = Field(default=20, ge=0, description="cascade: lingua decides texts shorter than this")
+    lingua_below_chars: int = Field(default=0, ge=0, description="cascade: lingua decides texts shorter than this")
     max_removed_share: float | None = Field(
         default=0.5, gt=0, le=1,
         description="stop when language ID removes more than this share of a source (text_field or language is wrong)",

@@ -90,7 +90,7 @@ class LanguageIdentifier:
 
     def __init__(
         self, codes: Iterable[str], backend: str = "lingua", *, fasttext_model: Path | None = None,
-        fasttext_confidence: float = 0.5, lingua_below_chars: int = 20,
+        fasttext_confidence: float = 0.5, lingua_below_chars: int = 0,
     ):
         self.codes = sorted(set(codes))
         if len(self.codes) < 2:
