@@ -166,10 +166,12 @@ def pack_figures(target_tokens: int = 10_000_000) -> str:
     from langadapt.data.config import PackConfig
     from langadapt.data.corpus import write_texts
     from langadapt.data.pack import pack_corpus
-    from langadapt.data.tokens import tokenize_corpus
 
-    texts = [json.loads(line)[field] for lang, path in TRAIN.items() for field in (lang, "en")
-             for line in gzip.open(path, "rt", encoding="utf-8")]
+    texts = []
+    for lang, path in TRAIN.items():
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            records = [json.loads(line) for line in handle]
+        texts += [record[field] for field in (lang, "en") for record in records]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -277,7 +279,9 @@ def main() -> None:
         print(json.dumps(tokenize_child(path, tokenizer_dir, int(workers), cache)))
         return
     for name in args.only:
+        print(f"{name}: load average before {os.getloadavg()}", flush=True)
         print(SECTIONS[name](), flush=True)
+        print(f"{name}: load average after {os.getloadavg()}", flush=True)
 
 
 if __name__ == "__main__":

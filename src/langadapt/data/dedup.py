@@ -122,7 +122,7 @@ class MinhashSigner:
         return present, np.minimum.reduceat(permuted, offsets, axis=0)
 
 
-RECORDS_PER_TASK = 4_000_000  # band records one collision task holds in memory (~220 MB at 13 rows)
+RECORDS_PER_TASK = 1_000_000  # band records one collision task holds (~200 MB with its sort buffers at 13 rows)
 
 
 @dataclass(frozen=True)

@@ -170,9 +170,8 @@ class CorpusRun:
             if shard.stop_after is None or shard.eval:
                 continue
             counters = step_counters(process.get(shard.index, []))
-            removed_path = shard_file(self.work / "removed", shard.index, ".npy")
-            removed = _rows(removed_path)
-            if counters.get("truncated") and counters.get("survivors", 0) - removed < self.cfg.sources[shard.source].max_documents:
+            kept = counters.get("survivors", 0) - _rows(shard_file(self.work / "removed", shard.index, ".npy"))
+            if counters.get("truncated") and kept < self.cfg.sources[shard.source].max_documents:
                 short.append(shard)
         return short
 
@@ -180,7 +179,6 @@ class CorpusRun:
         """Read twice as far into the short capped sources and redo their shards and the dedup."""
         for shard in short:
             self.plan[shard.index] = dataclasses.replace(shard, stop_after=2 * shard.stop_after)
-        for shard in short:
             self.log.info("data: '%s' is short of max_documents after dedup; reading further", shard.source)
         self.engine.forget("process", [s.index for s in short])
 

@@ -301,7 +301,7 @@ class DuplicateFilter(BaseFilter):
     name = "dedup"
 
     def __init__(self, work: Path, quotas: dict[int, int]):
-        super().__init__()
+        super().__init__(batch_size=FILTER_BATCH)
         self.work, self.quotas = Path(work), quotas
         self._removed: dict[int, str] = {}
         self._left: int | None = None
@@ -315,6 +315,12 @@ class DuplicateFilter(BaseFilter):
                 return False, "max_documents"
             self._left -= 1
         return True
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        return [self.filter(doc) for doc in batch]
+
+    def update_doc_stats(self, document: Document) -> None:
+        """Not per document: the corpus writer counts what is kept."""
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         path = shard_file(self.work / "removed", rank, ".npy")
