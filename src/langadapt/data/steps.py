@@ -100,9 +100,10 @@ class Normalizer(BaseFormatter):
         return self.cleaner.normalize(text)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        changed, seconds = 0, 0.0
+        changed, seen, seconds = 0, 0, 0.0
         try:
             for doc in data:
+                seen += 1
                 start = time.perf_counter()
                 text = self.format(doc.text)
                 seconds += time.perf_counter() - start
@@ -112,6 +113,7 @@ class Normalizer(BaseFormatter):
         finally:
             self.stats.time_stats.update(seconds)
             self.stat_update("normalized", value=changed)
+            self.stat_update("total", value=seen)
 
 
 class QualityFilter(BaseFilter):
