@@ -1,16 +1,18 @@
 """Data-layer figures on the real Basque, Russian and Lithuanian train files (../shared/data).
 
-1. Throughput (MB/s of UTF-8 text) of the ingest steps — plain streaming read (the baseline), + cleaning,
-   + language ID (lingua restricted to eu/ru/lt/en), + exact dedup, + MinHash LSH dedup — each measured in
-   this run, with its ratio to the plain read; peak memory, and the memory growth when the input is
-   doubled with new documents (each text again with its word order reversed: same words and language, no
-   duplicate), each configuration in a fresh child process so peaks are its own.
-2. An 80:20 Basque:English mixture by tokens (SmolLM2 tokenizer) packed at 1024 and 2048 tokens, concat and
-   best-fit: achieved token shares and packing efficiency, against what peers do in the same run — an
-   80:20 mixture by *documents* (`datasets.interleave_datasets(probabilities=[0.8, 0.2])`) and one padded
-   document per block.
+1. `throughput`: the default pipeline (clean → language ID → exact + MinHash dedup) end to end, MB/s of
+   UTF-8 text, on the target side of the three train files: the old single-process pipeline (commit
+   OLD_COMMIT, extracted with `git archive` and run from a temporary folder) against the datatrove one with
+   1 and 2 workers, each in a fresh child process; then again on twice the input (each text again with its
+   word order reversed: same words and language, new documents) for the memory per worker.
+2. `langid`: recall on the (cleaned) target side and how much of the English side each backend keeps as
+   the target language (restricted to eu/ru/lt/en), per file, with µs per document on one core.
+3. `pack`: tokenising ~10M tokens with a 64k-vocabulary byte-level BPE trained here, 1 vs 2 worker
+   processes: tokens/s and peak memory, then packing them into 2048-token blocks.
+4. `mix`: an 80:20 Basque:English mixture by tokens packed at 1024/2048, concat and best-fit, against
+   mixing by documents and one padded document per block.
 
-    .venv/bin/python bench/data.py [--skip-throughput] [--skip-mix]
+    flock /tmp/langadapt-cpu.lock .venv/bin/python bench/data.py [--only throughput langid pack mix]
 """
 
 from __future__ import annotations
@@ -18,100 +20,207 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED_DATA, markdown_table, peak_rss_mb
+from common import REPO, SHARED_DATA, markdown_table, peak_rss_mb
 
+OLD_COMMIT = "929e5e4"  # the data layer before issue 17: one process, lingua on every document, datasketch LSH
 TRAIN = {
     "eu": SHARED_DATA / "eu" / "libreoffice-help.en-eu.train.jsonl.gz",
     "ru": SHARED_DATA / "ru" / "libreoffice-help.en-ru.train.jsonl.gz",
     "lt": SHARED_DATA / "lt" / "ui-strings.en-lt.train.jsonl.gz",
 }
-STEPS = ("read", "clean", "langid", "exact", "minhash")
+OOD = {"eu": SHARED_DATA / "eu" / "ui-strings.en-eu.ood.jsonl.gz", "ru": SHARED_DATA / "ru" / "ui-strings.en-ru.ood.jsonl.gz"}
 
 
-def data_config(step: str, copies: dict[str, Path] | None):
-    """The target side of each train file as one source (plus its word-reversed copy when doubling);
-    `step` says how much of the ingest runs."""
-    from langadapt.data.config import DataConfig, DedupConfig
-
-    sources = {lang: {"path": str(path), "text_field": lang, "language": lang} for lang, path in TRAIN.items()}
-    for lang, path in (copies or {}).items():
-        sources[f"{lang}-reversed"] = {"path": str(path), "text_field": lang, "language": lang}
-    index = STEPS.index(step)
-    return DataConfig(
-        sources=sources,
-        clean={} if index >= 1 else None,
-        langid={} if index >= 2 else None,
-        dedup=DedupConfig(exact=True, near=None, eval_overlap=False) if index == 3
-        else (DedupConfig(eval_overlap=False) if index == 4 else None),
-    )
+def sources(copies: Path | None) -> dict[str, dict]:
+    found = {lang: {"path": str(path), "text_field": lang, "language": lang} for lang, path in TRAIN.items()}
+    for lang in TRAIN if copies else ():
+        found[f"{lang}-reversed"] = {"path": str(copies / f"{lang}-reversed.jsonl.gz"), "text_field": lang, "language": lang}
+    return found
 
 
-def reversed_copies(folder: Path) -> dict[str, Path]:
-    """Each train file with the word order of every text reversed: the same words, lengths and language,
-    but new documents (no exact or n-gram overlap), so doubling the input also doubles what dedup keeps."""
-    copies = {}
+def reversed_copies(folder: Path) -> None:
     for lang, path in TRAIN.items():
-        copies[lang] = folder / f"{lang}-reversed.jsonl.gz"
-        with gzip.open(path, "rt", encoding="utf-8") as src, gzip.open(copies[lang], "wt", encoding="utf-8") as dst:
+        with gzip.open(path, "rt", encoding="utf-8") as src, gzip.open(folder / f"{lang}-reversed.jsonl.gz", "wt", encoding="utf-8") as dst:
             for line in src:
-                record = json.loads(line)
-                dst.write(json.dumps({lang: " ".join(reversed(record[lang].split(" ")))}, ensure_ascii=False) + "\n")
-    return copies
+                text = json.loads(line)[lang]
+                dst.write(json.dumps({lang: " ".join(reversed(text.split(" ")))}, ensure_ascii=False) + "\n")
 
 
-def measure(step: str, copies_dir: str | None) -> dict:
-    """In a child process: one timed pass of `step` (nothing written); the baseline just reads."""
-    from langadapt.data.ingest import Ingestor
-    from langadapt.data.sources import iter_documents
-
-    copies = {lang: Path(copies_dir) / f"{lang}-reversed.jsonl.gz" for lang in TRAIN} if copies_dir else None
-    cfg = data_config(step, copies)
-
-    def read_all() -> int:
-        return sum(len(t.encode("utf-8")) for name, s in cfg.sources.items() for t in iter_documents(s, name))
-
-    size = read_all()  # untimed: the input size
-    before = peak_rss_mb()
+def measure(kind: str, workers: int, copies: str | None) -> dict:
+    """In a child process: one end-to-end run of the default pipeline (nothing merged into a corpus)."""
+    copies_dir = Path(copies) if copies else None
     start = time.perf_counter()
-    kept = None
-    if step == "read":
-        read_all()
-    else:
+    if kind == "old":
+        from langadapt.data.config import DataConfig
+        from langadapt.data.ingest import Ingestor
+
+        cfg = DataConfig(sources=sources(copies_dir))
         ingest = Ingestor(cfg, seed=1, target_language="eu")
         kept = sum(ingest.source(name, source).kept.documents for name, source in cfg.sources.items())
+    else:
+        from langadapt.data.config import DataConfig
+        from langadapt.data.ingest import ingest_corpus
+
+        cfg = DataConfig(sources=sources(copies_dir), executor={"workers": workers})
+        with tempfile.TemporaryDirectory() as work:
+            report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, work=Path(work))
+        kept = sum(s["documents"] for s in report["sources"].values())
     seconds = time.perf_counter() - start
-    return {"mb": size / 1e6, "seconds": seconds, "kept": kept, "rss_before": before, "rss_peak": peak_rss_mb()}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    steps = report["throughput"]["steps"] if kind == "new" else None
+    return {"seconds": seconds, "kept": kept, "parent_mib": peak_rss_mb(), "worker_mib": children, "steps": steps}
+
+
+def input_mb(copies: Path | None) -> float:
+    from langadapt.data.config import SourceConfig
+    from langadapt.data.sources import iter_documents
+
+    return sum(len(t.encode("utf-8")) for s in sources(copies).values() for t in iter_documents(SourceConfig(**s))) / 1e6
+
+
+REPEATS = 3  # the machine is shared: each figure is the fastest of this many fresh runs
 
 
 def throughput() -> str:
-    rows = []
-    results = {}
+    results: dict[tuple[str, int, bool], dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        old_src = Path(tmp) / "old"
+        old_src.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", OLD_COMMIT, "src"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(old_src)], input=archive.stdout, check=True)
         reversed_copies(Path(tmp))
-        for step in STEPS:
-            for repeat, extra in ((1, []), (2, [tmp])):
-                child = subprocess.run([sys.executable, __file__, "--measure", step, *extra], capture_output=True,
-                                       text=True, check=True)
-                results[step, repeat] = json.loads(child.stdout.strip().splitlines()[-1])
-                print(step, repeat, results[step, repeat], flush=True)
-    base = results["read", 1]["mb"] / results["read", 1]["seconds"]
-    for step in STEPS:
-        one, two = results[step, 1], results[step, 2]
-        rate = one["mb"] / one["seconds"]
-        rows.append(["plain read" if step == "read" else f"+ {step}",
-                     round(one["mb"], 2), round(rate, 3), round(rate / base, 4), one["kept"] if one["kept"] else "",
-                     round(one["rss_peak"]), round(one["rss_peak"] - one["rss_before"]),
-                     round(two["rss_peak"] - two["rss_before"]), round(two["rss_peak"] - one["rss_peak"]),
-                     round(two["kept"] or 0) or ""])
-    header = ["steps (cumulative)", "input MB", "MB/s", "× plain read", "kept docs", "peak RSS MiB",
-              "work RSS MiB (1×)", "work RSS MiB (2× input)", "growth MiB", "kept docs (2×)"]
+        sizes = {1: input_mb(None), 2: input_mb(Path(tmp))}
+        for double in (False, True):
+            for kind, workers in (("old", 1), ("new", 1), ("new", 2)):
+                env = {**os.environ, "PYTHONPATH": str(old_src / "src" if kind == "old" else REPO / "src")}
+                args = [sys.executable, __file__, "--measure", kind, str(workers), *([tmp] if double else [])]
+                for _ in range(REPEATS):
+                    child = subprocess.run(args, capture_output=True, text=True, check=True, env=env)
+                    result = json.loads(child.stdout.strip().splitlines()[-1])
+                    print(kind, workers, double, {k: v for k, v in result.items() if k != "steps"}, flush=True)
+                    best = results.get((kind, workers, double))
+                    results[kind, workers, double] = result if best is None or result["seconds"] < best["seconds"] else best
+    rows = []
+    base = results["old", 1, False]["seconds"]
+    one = results["new", 1, False]["seconds"]
+    for kind, workers in (("old", 1), ("new", 1), ("new", 2)):
+        single, double = results[kind, workers, False], results[kind, workers, True]
+        rows.append([
+            f"{'old (one process)' if kind == 'old' else 'datatrove'} ×{workers}", round(sizes[1], 2),
+            round(single["seconds"], 2), round(sizes[1] / single["seconds"], 3), round(base / single["seconds"], 2),
+            round(one / single["seconds"], 2) if kind == "new" else "", single["kept"],
+            round(single["parent_mib"]), round(single["worker_mib"]) if kind == "new" else "",
+            round(double["parent_mib"]), round(double["worker_mib"]) if kind == "new" else "",
+            round(sizes[2] / double["seconds"], 3), double["kept"],
+        ])
+    header = ["pipeline", "input MB", "s", "MB/s", "× old", "× 1 worker", "kept", "parent MiB", "worker MiB",
+              "parent MiB (2×)", "worker MiB (2×)", "MB/s (2×)", "kept (2×)"]
+    steps = [[name, step["seconds"], step["documents"], step["mb_per_s"], step["docs_per_s"]]
+             for name, step in results["new", 1, False]["steps"].items()]
+    return markdown_table(header, rows) + "\n\nSteps of the fastest 1-worker run (core-seconds):\n\n" + markdown_table(
+        ["step", "s", "documents", "MB/s (one core)", "documents/s"], steps)
+
+
+def cleaned(path: Path, field: str) -> list[str]:
+    from langadapt.data.clean import Cleaner
+    from langadapt.data.config import CleanConfig
+
+    cleaner = Cleaner(CleanConfig())
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        texts = [cleaner.normalize(json.loads(line)[field]) for line in handle]
+    return [t for t in texts if cleaner.rejection(t) is None]
+
+
+def langid() -> str:
+    from langadapt.data.langid import LanguageIdentifier
+
+    codes = ["en", "eu", "lt", "ru"]
+    backends = {"lingua": {}, "fasttext": {}, "cascade": {}, "cascade, lingua below 0 chars": {"lingua_below_chars": 0}}
+    files = [(f"{lang} train", path, lang) for lang, path in TRAIN.items()] + [(f"{lang} ood", p, lang) for lang, p in OOD.items()]
+    rows = []
+    for label, path, lang in files:
+        target, english = cleaned(path, lang), cleaned(path, "en")
+        recall_lingua = None
+        for backend, options in backends.items():
+            identifier = LanguageIdentifier(codes, backend.split(",")[0], **options).load()
+            start = time.perf_counter()
+            found = identifier.identify(target)
+            seconds = time.perf_counter() - start
+            foreign = identifier.identify(english)
+            kept = sum(code == lang and confidence >= 0.5 for code, confidence in found)
+            wrong = sum(code == lang and confidence >= 0.5 for code, confidence in foreign)
+            recall = kept / len(target)
+            recall_lingua = recall if backend == "lingua" else recall_lingua
+            lingua_share = identifier.decided_by["lingua"] / max(1, sum(identifier.decided_by.values()))
+            rows.append([label, backend, len(target), round(recall, 4), round(recall / recall_lingua, 4),
+                         round(1 - wrong / len(english), 4), round(kept / max(1, kept + wrong), 4),
+                         round(seconds / len(target) * 1e6, 1), round(lingua_share, 3)])
+            print(rows[-1], flush=True)
+    header = ["file", "backend", "target docs", "recall", "× lingua recall", "English rejected",
+              "precision (50:50 mix)", "µs/doc (1 core)", "decided by lingua"]
     return markdown_table(header, rows)
+
+
+def pack_figures(target_tokens: int = 10_000_000) -> str:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from langadapt.data.config import PackConfig
+    from langadapt.data.corpus import write_texts
+    from langadapt.data.pack import pack_corpus
+
+    texts = []
+    for lang, path in TRAIN.items():
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            records = [json.loads(line) for line in handle]
+        texts += [record[field] for field in (lang, "en") for record in records]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        bpe = Tokenizer(models.BPE())
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=64_000, special_tokens=["<|endoftext|>"],
+                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+        print(f"64k BPE trained in {time.perf_counter() - start:.0f} s ({len(tokenizer)} tokens)", flush=True)
+        per_pass = sum(len(ids) + 1 for ids in tokenizer(texts[:20000], add_special_tokens=False)["input_ids"]) * len(texts) / 20000
+        repeats = max(1, round(target_tokens / per_pass))
+        path = Path(tmp) / "corpus.jsonl.gz"
+        write_texts(path, (t for _ in range(repeats) for t in texts))
+        tokenizer.save_pretrained(Path(tmp) / "tok")
+        for workers in (1, 2):
+            args = [sys.executable, __file__, "--tokenize", str(path), str(Path(tmp) / "tok"), str(workers), str(Path(tmp) / f"c{workers}")]
+            result = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+            rows.append([workers, result["tokens"], round(result["seconds"], 1), round(result["tokens"] / result["seconds"]),
+                         round(result["parent_mib"]), round(result["worker_mib"])])
+            print(rows[-1], flush=True)
+        rows[1].append(round(rows[0][2] / rows[1][2], 2))
+        rows[0].append(1.0)
+        start = time.perf_counter()
+        metrics = pack_corpus({"all": path}, tokenizer, PackConfig(context_length=2048), Path(tmp) / "packed", seed=1,
+                              cache_dir=Path(tmp) / "c2")
+        print(f"packing {metrics['blocks']} blocks of 2048 from the cache: {time.perf_counter() - start:.1f} s", flush=True)
+    header = ["workers", "tokens", "s", "tokens/s", "parent peak MiB", "worker peak MiB", "× 1 worker"]
+    return markdown_table(header, rows)
+
+
+def tokenize_child(path: str, tokenizer_dir: str, workers: int, cache: str) -> dict:
+    from transformers import AutoTokenizer
+
+    from langadapt.data.tokens import tokenize_corpus
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    corpus = tokenize_corpus(Path(path), tokenizer, add_bos=False, cache_dir=Path(cache), workers=workers)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"tokens": int(corpus.lengths.sum()), "seconds": corpus.seconds, "parent_mib": peak_rss_mb(), "worker_mib": children}
 
 
 def mix_figures() -> str:
@@ -135,15 +244,12 @@ def mix_figures() -> str:
         corpus = {name: out / "corpus" / f"{name}.jsonl.gz" for name in ("basque", "english")}
         lengths = {n: tokenize_corpus(p, tokenizer, add_bos=False, cache_dir=Path(tmp) / "cache").lengths
                    for n, p in corpus.items()}
-        # Peers' baseline: 80:20 by documents, interleaved until the first source runs out.
         marked = interleave_datasets(
             [Dataset.from_dict({"s": [i] * len(lengths[n]), "n": lengths[n].tolist()}) for i, n in enumerate(corpus)],
             probabilities=[0.8, 0.2], seed=1, stopping_strategy="first_exhausted",
         )
         source, picked = np.array(marked["s"]), np.array(marked["n"])
-        n_basque = int(picked[source == 0].sum())
-        doc_share = n_basque / int(picked.sum())
-        print(f"by documents: Basque {doc_share:.4f} of tokens", flush=True)
+        doc_share = int(picked[source == 0].sum()) / int(picked.sum())
         for context in (1024, 2048):
             padded = float(np.minimum(np.concatenate(list(lengths.values())), context).mean() / context)
             for strategy in ("concat", "best_fit"):
@@ -151,12 +257,11 @@ def mix_figures() -> str:
                 pack = PackConfig(context_length=context, mix={"basque": 0.8, "english": 0.2}, strategy=strategy)
                 metrics = pack_corpus(corpus, tokenizer, pack, Path(tmp) / f"pack-{context}-{strategy}", seed=1,
                                       cache_dir=Path(tmp) / "cache")
-                seconds = time.perf_counter() - start
                 share = metrics["mix"]["achieved_token_share"]
-                rows.append([context, strategy, metrics["blocks"], metrics["tokens"], share["basque"],
-                             share["english"], round(doc_share, 4), metrics["packing_efficiency"], round(padded, 4),
+                rows.append([context, strategy, metrics["blocks"], metrics["tokens"], share["basque"], share["english"],
+                             round(doc_share, 4), metrics["packing_efficiency"], round(padded, 4),
                              metrics["mix"]["repeats"]["basque"], metrics["mix"]["repeats"]["english"],
-                             round(seconds, 1)])
+                             round(time.perf_counter() - start, 1)])
                 print(rows[-1], flush=True)
     header = ["context", "strategy", "blocks", "tokens", "Basque share", "English share",
               "Basque share if mixed by documents", "packing efficiency", "one padded doc per block",
@@ -164,19 +269,29 @@ def mix_figures() -> str:
     return markdown_table(header, rows)
 
 
+SECTIONS = {"throughput": throughput, "langid": langid, "pack": pack_figures, "mix": mix_figures}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--measure", nargs="+", metavar="STEP [COPIES_DIR]", help=argparse.SUPPRESS)
-    parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--skip-mix", action="store_true")
+    parser.add_argument("--measure", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--tokenize", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure[0], args.measure[1] if len(args.measure) > 1 else None)))
+        kind, workers, *copies = args.measure
+        if kind == "old":  # the old source tree comes first on PYTHONPATH; common.py put ours in front of it
+            sys.path.remove(str(REPO / "src"))
+        print(json.dumps(measure(kind, int(workers), copies[0] if copies else None)))
         return
-    if not args.skip_throughput:
-        print(throughput(), flush=True)
-    if not args.skip_mix:
-        print(mix_figures(), flush=True)
+    if args.tokenize:
+        path, tokenizer_dir, workers, cache = args.tokenize
+        print(json.dumps(tokenize_child(path, tokenizer_dir, int(workers), cache)))
+        return
+    for name in args.only:
+        print(f"{name}: load average before {os.getloadavg()}", flush=True)
+        print(SECTIONS[name](), flush=True)
+        print(f"{name}: load average after {os.getloadavg()}", flush=True)
 
 
 if __name__ == "__main__":

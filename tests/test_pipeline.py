@@ -248,3 +248,21 @@ def test_kill_9_mid_stage_then_rerun_completes_without_cleanup(tmp_path: Path) -
     subprocess.run([sys.executable, str(script), str(run), str(corpus)], env=env, check=True, capture_output=True)
     assert RunStore(run).manifest("data")["metrics"] == {"ok": 1}
     assert not list(run.glob(".tmp-*"))
+
+
+def test_unhashed_keys_change_how_a_stage_runs_not_whether_it_reruns(tmp_path: Path, recorder: Recorder,
+                                                                     monkeypatch) -> None:
+    real = pipeline.registered_stages()  # the recorder's stages, with 'data' declaring its executor unhashed
+    import dataclasses
+
+    stages = {**real, "data": dataclasses.replace(real["data"], unhashed=("data.executor",))}
+    monkeypatch.setattr(pipeline, "registered_stages", lambda: stages)
+    run_pipeline(make_config(tmp_path))
+    recorder.calls.clear()
+    cfg = make_config(tmp_path, data={"sources": {"eu": {"path": str(tmp_path / "corpus.jsonl")}},
+                                      "executor": {"workers": 7}})
+    run_pipeline(cfg)
+    assert recorder.calls == []
+    cfg.data.sources["eu"].max_documents = 3
+    run_pipeline(cfg)
+    assert recorder.calls == ["data", "vocab", "embed"]

@@ -62,6 +62,7 @@ class Stage:
     section: str | None = None  # config section; the stage is enabled when it is set (None: always)
     config: SectionType | None = None  # the section's schema (added to RunConfig)
     uses: tuple[str, ...] = ()  # other dotted config keys whose values change the output
+    unhashed: tuple[str, ...] = ()  # dotted keys of how it runs, not what it makes (workers, executor)
     external_inputs: Callable[[RunConfig], Iterable[str]] | None = None  # files / model refs read
     preflight: Callable[[RunConfig], None] | None = None  # cheap checks run by `validate` and `run`
     version: int = 1  # bump when the outputs change meaning, to invalidate old stage folders
@@ -86,6 +87,7 @@ def stage(
     produces: tuple[str, ...] = (),
     chat: bool = False,
     uses: tuple[str, ...] = (),
+    unhashed: tuple[str, ...] = (),
     external_inputs: Callable[[RunConfig], Iterable[str]] | None = None,
     preflight: Callable[[RunConfig], None] | None = None,
     version: int = 1,
@@ -95,7 +97,7 @@ def stage(
     def register(fn: StageFn) -> StageFn:
         STAGES.add(name, Stage(
             name=name, fn=fn, needs=needs, after=after, before=before, consumes=consumes, produces=produces,
-            chat=chat, section=name if section == "" else section, config=config, uses=uses,
+            chat=chat, section=name if section == "" else section, config=config, uses=uses, unhashed=unhashed,
             external_inputs=external_inputs, preflight=preflight, version=version,
         ))
         return fn
@@ -355,7 +357,14 @@ def _stage_config(item: Stage, cfg: RunConfig) -> dict[str, Any]:
 
 
 def _config_hash(item: Stage, cfg: RunConfig) -> str:
-    return stable_hash({"config": _stage_config(item, cfg), "seed": cfg.seed, "version": item.version})
+    """Of what decides the stage's output: its config without the `unhashed` keys, the seed, its version."""
+    config = _stage_config(item, cfg)
+    for key in item.unhashed:
+        *parents, leaf = key.split(".")
+        holder = _dotted(config, ".".join(parents)) if parents else config
+        if isinstance(holder, dict):
+            holder.pop(leaf, None)
+    return stable_hash({"config": config, "seed": cfg.seed, "version": item.version})
 
 
 def _external_fingerprints(item: Stage, cfg: RunConfig) -> dict[str, str]:

@@ -60,10 +60,11 @@ def test_duplicate_lines_gopher() -> None:
     assert only(max_duplicate_line_char_share=0.2).rejection(text) == "duplicate_lines"
 
 
-def test_top_ngram_counts_only_repeated_grams() -> None:
+def test_top_ngram_share_is_gophers() -> None:
     words = ["aa", "bb", "aa", "bb", "cc"]
-    assert top_ngram_share(words, 2, 14) == pytest.approx(4 * 2 / 14)  # "aa bb" twice: 4 letters x 2
-    assert top_ngram_share(["aa", "bb", "cc", "dd"], 2, 11) == 0.0  # nothing repeats: nothing to blame
+    assert top_ngram_share(words, 2, 14) == pytest.approx(5 * 2 / 14)  # "aa bb" (5 characters) twice
+    assert top_ngram_share(["aa", "bb", "cc", "dd"], 2, 11) == pytest.approx(5 / 11)  # the first, once
+    assert top_ngram_share(["aa"], 2, 2) == 0.0
 
 
 def test_duplicate_ngrams_non_overlapping() -> None:

@@ -27,10 +27,12 @@ def test_stats_on_a_config_prints_and_writes_json(tmp_path: Path, byte_level_tok
     result = langadapt("data", "stats", str(config), "--out", str(tmp_path / "stats.json"))
     assert result.returncode == 0, result.stderr
     assert "removed: exact_duplicate" in result.stdout and "detected: eu" in result.stdout
+    assert "throughput: " in result.stdout and "process/language" in result.stdout
     stats = json.loads((tmp_path / "stats.json").read_text())
     eu = stats["sources"]["eu"]
     assert eu["documents"] == 300 and eu["read"] == 300 + sum(eu["removed"].values())
     assert eu["tokens"] > eu["words"] > 0 and set(eu["languages"]) <= {"eu", "en"}
+    assert stats["throughput"]["steps"]["process/read"]["docs_per_s"] > 0
     assert stats["tokenizer"] == str(byte_level_tokenizer)
     assert not (tmp_path / "out").exists()  # measuring writes no corpus
 

@@ -110,3 +110,28 @@ def test_pack_needs_the_data_it_asks_for(tmp_path: Path, tiny_llama: Path) -> No
     with pytest.raises(LangadaptError, match=r"source 'english' has [\d,]+ tokens but the mix asks for 99,968 .* repeats"):
         run_pipeline(cfg)
     assert not (tmp_path / "run" / "pack").exists() and (tmp_path / "run" / "data").exists()
+
+
+def test_validate_catches_the_english_side_before_the_run(tmp_path: Path, tiny_llama: Path) -> None:
+    raw = config(tmp_path, tiny_llama)
+    raw["data"]["sources"]["basque"]["text_field"] = "en"
+    cfg = validate_config(raw, base_dir=tmp_path)
+    with pytest.raises(LangadaptError, match=r"data source 'basque': language ID removed 9\d% of the first \d+ documents "
+                                             r"\(detected: en \d+.*check data.sources.basque.text_field \('en'\)"):
+        check(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_manifest_reports_throughput_per_step(tmp_path: Path, tiny_llama: Path) -> None:
+    cfg = validate_config(config(tmp_path, tiny_llama), base_dir=tmp_path)
+    run_pipeline(cfg)
+    metrics = RunStore(tmp_path / "run").manifest("data")["metrics"]
+    speed = metrics["throughput"]
+    assert speed["mb_per_s"] > 0 and speed["docs_per_s"] > 0 and speed["workers"] >= 1
+    assert set(speed["phases"]) == {"process", "buckets", "clusters", "write"}
+    steps = speed["steps"]
+    assert {"process/read", "process/quality", "process/language", "process/survivors", "write/corpus"} <= set(steps)
+    read = sum(s["read"] for s in (*metrics["sources"].values(), *metrics["eval"].values()))
+    # capped sources stop mid-batch: the reader read up to a filter batch more than was judged
+    assert 0 <= steps["process/read"]["documents"] - read < 2 * 256 and steps["process/language"]["mb_per_s"] > 0
+    assert metrics["summary"]["MB/s"] == speed["mb_per_s"]

@@ -1,10 +1,26 @@
-"""Exact and near-duplicate detection on constructed duplicates, and eval-overlap removal."""
+"""Dedup keys, MinHash signatures and LSH bands, band collisions on disk, and duplicate clusters."""
 
 from __future__ import annotations
 
-from langadapt.data.config import DedupConfig, NearDedupConfig
-from langadapt.data.dedup import NearDuplicateIndex, dedup_key, exact_hash, shingles
-from langadapt.data.ingest import Deduplicator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from langadapt.data.clusters import Clusters, removals
+from langadapt.data.config import NearDedupConfig
+from langadapt.data.dedup import (
+    EXACT_LAYOUT,
+    BandLayout,
+    MinhashSigner,
+    band_collisions,
+    dedup_key,
+    exact_hash,
+    lsh_bands,
+    plan_band_tasks,
+    shingles,
+)
+from langadapt.data.shards import Shard
 
 
 def test_exact_key_ignores_case_punctuation_and_spacing() -> None:
@@ -15,41 +31,70 @@ def test_exact_key_ignores_case_punctuation_and_spacing() -> None:
 
 def test_shingles() -> None:
     assert shingles("a b c d", 3) == [b"a b c", b"b c d"]
-    assert shingles("A, b", 5) == [b"a b"]
-    assert shingles("!!", 5) == []
+    assert shingles(dedup_key("A, b"), 5) == [b"a b"]
+    assert shingles(dedup_key("!!"), 5) == []
 
 
-def test_near_duplicates_found_and_distinct_texts_kept(basque_texts: list[str]) -> None:
-    long = [t for t in dict.fromkeys(basque_texts) if len(t.split()) >= 40][:30]
-    assert len(long) == 30
-    index = NearDuplicateIndex(NearDedupConfig(threshold=0.7))
-    for text in long:
-        signature = index.signature(text)
-        assert not index.seen(signature)  # real, different paragraphs are not near-duplicates
-        index.add(signature)
-    for text in long[:10]:
-        words = text.split()
-        words[-1] = "ALDATUTA"  # last word changed: Jaccard of 5-gram shingles (n-1)/(n+1) > 0.9
-        assert index.seen(index.signature(" ".join(words)))
-    assert len(index) == 30
+@pytest.mark.parametrize(("threshold", "num_perm"), [(0.8, 128), (0.7, 128), (0.5, 256), (0.9, 64)])
+def test_lsh_bands_are_datasketchs_choice(threshold: float, num_perm: int) -> None:
+    from datasketch.lsh import _optimal_param
+
+    assert lsh_bands(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5)
 
 
-def test_dedup_order_first_occurrence_wins_and_eval_overlap() -> None:
-    base = " ".join(f"hitza{i}" for i in range(60))
-    near = base.replace("hitza30", "besterik")
-    dedup = Deduplicator(DedupConfig(near=NearDedupConfig(threshold=0.8)), seed=1)
-    dedup.add_eval("Ebaluazio testua da hau, ez ikasi.")
-    assert dedup.verdict("ebaluazio testua da hau ez ikasi") == "eval_overlap"
-    assert dedup.verdict(base) is None
-    assert dedup.verdict(base.upper()) == "exact_duplicate"
-    assert dedup.verdict(near) == "near_duplicate"
-    assert dedup.verdict("beste testu bat guztiz") is None
+def test_signatures_estimate_jaccard() -> None:
+    signer = MinhashSigner(NearDedupConfig(num_perm=256, threshold=0.8), seed=3)
+    words = [f"hitza{i}" for i in range(200)]
+    a = " ".join(words)
+    b = " ".join(words[:180] + [f"beste{i}" for i in range(20)])  # 176 shared 5-grams of 216
+    present, signatures = signer.signatures([dedup_key(t) for t in (a, "", b, a.upper())])
+    assert present.tolist() == [0, 2, 3]  # the empty key has no signature
+    estimate = (signatures[0] == signatures[1]).mean()
+    assert abs(estimate - 176 / 216) < 4 * np.sqrt(0.8 * 0.2 / signatures.shape[1])
+    assert (signatures[0] == signatures[2]).all()  # the same key after case folding
 
 
-def test_dedup_switches() -> None:
-    text = " ".join(f"hitza{i}" for i in range(30))
-    exact_only = Deduplicator(DedupConfig(near=None), seed=1)
-    assert exact_only.verdict(text) is None and exact_only.verdict(text) == "exact_duplicate"
-    assert exact_only.verdict(text.replace("hitza5", "x")) is None
-    off = Deduplicator(None, seed=1)
-    assert off.verdict(text) is None and off.verdict(text) is None
+def write_band(folder: Path, layout: BandLayout, shard: int, rows: list[tuple[int, ...]]) -> None:
+    hashes = np.array([r[:-1] for r in rows], dtype=np.uint64).reshape(len(rows), layout.rows)
+    layout.write_sorted(folder, shard, 0, hashes, np.array([r[-1] for r in rows], dtype=np.uint32))
+
+
+@pytest.mark.parametrize("per_task", [1, 100])
+def test_band_collisions_pair_each_document_with_the_first_of_its_group(tmp_path: Path, per_task: int) -> None:
+    layout = BandLayout(bands=1, rows=2, bits=32)
+    write_band(tmp_path, layout, 0, [(5, 6, 0), (7, 8, 1), (5, 6, 2)])
+    write_band(tmp_path, layout, 3, [(5, 6, 0), (5, 7, 1), (9, 9, 2)])
+    write_band(tmp_path, layout, 4, [])
+    tasks = plan_band_tasks(tmp_path, layout, per_task=per_task)
+    assert len(tasks) == (1 if per_task == 100 else 4)  # ranges cut at quantiles of the first hash: 0, 5, 7, 9
+    pairs = np.concatenate([band_collisions(task) for task in tasks])
+    assert sorted(map(tuple, pairs.tolist())) == [(0, 0, 0, 2), (0, 0, 3, 0)]
+    exact = tmp_path / "exact"
+    EXACT_LAYOUT.write_sorted(exact, 1, 0, np.array([[2**64 - 1], [7]], np.uint64), np.array([0, 1], np.uint32))
+    EXACT_LAYOUT.write_sorted(exact, 2, 0, np.array([[2**64 - 1]], np.uint64), np.array([0], np.uint32))
+    (task,) = plan_band_tasks(exact, EXACT_LAYOUT)
+    assert band_collisions(task).tolist() == [[1, 0, 2, 0]]
+
+
+def node(shard: int, doc: int) -> int:
+    return shard << 32 | doc
+
+
+def test_clusters_keep_the_first_document() -> None:
+    clusters = Clusters()
+    clusters.union(node(2, 5), node(1, 9))
+    clusters.union(node(3, 0), node(2, 5))
+    assert {clusters.find(n) for n in (node(1, 9), node(2, 5), node(3, 0))} == {node(1, 9)}
+
+
+def test_removal_reasons_eval_then_exact_then_near() -> None:
+    plan = [Shard(0, "dev", True, ()), Shard(1, "eu", False, ()), Shard(2, "eu", False, ())]
+    exact = [(node(0, 0), node(1, 3)), (node(1, 4), node(2, 0))]
+    near = [(node(1, 3), node(2, 1)), (node(1, 4), node(2, 2)), (node(2, 2), node(2, 7)), (node(0, 1), node(0, 2))]
+    found = removals(plan, exact, near)
+    codes = {0: "exact_duplicate", 1: "near_duplicate", 2: "eval_overlap"}
+    named = {shard: [(int(d), codes[int(r)]) for d, r in rows] for shard, rows in found.items()}
+    # 1/3 copies an eval text and 2/1 is near it: both in the eval text's cluster. 2/0 copies 1/4 (kept, first);
+    # 2/2 is near 1/4, 2/7 near 2/2: one cluster, first occurrence kept. Eval texts never go.
+    assert named == {1: [(3, "eval_overlap")], 2: [(0, "exact_duplicate"), (1, "eval_overlap"),
+                                                   (2, "near_duplicate"), (7, "near_duplicate")]}

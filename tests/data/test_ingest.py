@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 import pytest
 
 from langadapt.data.config import DataConfig
+from langadapt.data.corpus import corpus_file, eval_file, read_texts
 from langadapt.data.ingest import ingest_corpus
 from langadapt.errors import LangadaptError
 
@@ -26,19 +28,15 @@ def test_counts_add_up_and_wrong_language_goes(tmp_path: Path, basque_texts: lis
     english = [t for t in english_texts if len(t.split()) >= 10][:40]
     texts = basque_texts[:400] + english + basque_texts[:50]  # English intruders and 50 exact repeats
     cfg = data_config(eu={"path": str(write_jsonl(tmp_path / "eu.jsonl", texts)), "language": "eu"})
-    kept: list[str] = []
-    report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, out=None)["sources"]["eu"]
+    report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, out=tmp_path / "out")["sources"]["eu"]
     assert report["read"] == len(texts)
     assert report["read"] == report["documents"] + sum(report["removed"].values())
-    assert report["removed"]["language"] >= 38  # lingua misses at most a couple of the English paragraphs
+    assert report["removed"]["language"] >= 38  # the detectors miss at most a couple of the English paragraphs
     assert report["removed"]["exact_duplicate"] >= 50
     assert report["languages"]["en"] >= 38 and report["languages"]["eu"] > 250
+    assert sum(report["language_id"].values()) == sum(report["languages"].values())  # fastText + lingua
     assert report["duplicates"] == report["removed"]["exact_duplicate"] + report["removed"].get("near_duplicate", 0)
-
-    from langadapt.data.ingest import Ingestor
-
-    ingest = Ingestor(cfg, seed=1, target_language="eu")
-    ingest.source("eu", cfg.sources["eu"], kept.append)
+    kept = list(read_texts(corpus_file(tmp_path / "out", "eu")))
     assert len(kept) == report["documents"] and len(set(kept)) == len(kept)
     assert not set(kept) & set(english[5:])
 
@@ -59,8 +57,6 @@ def test_eval_texts_are_normalised_and_never_leak_into_training(tmp_path: Path, 
                       eval_sources={"dev": {"path": str(dev_file), "language": "eu"}})
     out = tmp_path / "out"
     report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, out=out)
-    from langadapt.data.corpus import corpus_file, eval_file, read_texts
-
     assert list(read_texts(eval_file(out, "dev"))) == dev  # whitespace repaired, the blank text dropped
     assert report["eval"]["dev"]["removed"] == {"empty": 1} and report["eval"]["dev"]["normalized"] == 21
     assert report["sources"]["eu"]["removed"]["eval_overlap"] >= 20
@@ -72,7 +68,8 @@ def test_eval_texts_are_normalised_and_never_leak_into_training(tmp_path: Path, 
     [
         (["Laguntza", "Soila", "Tarteak"], {}, "all 3 documents were removed — 'min_chars' removed 3 — lower data.clean.min_chars"),
         (["This paragraph is plainly written in English, not Basque."] * 2 + ["Soila"], {"language": "eu"},
-         "'language' removed 2 (then min_chars 1) — check data.sources.src.language"),
+         "language ID removed 100% of its 2 documents (detected: en 2) — the text is not 'eu': check "
+         "data.sources.src.text_field ('text') and language ('eu')"),
         ([], {}, "holds no documents"),
     ],
 )
@@ -89,3 +86,54 @@ def test_every_filter_can_be_switched_off(tmp_path: Path) -> None:
                      clean=None, langid=None, dedup=None)
     report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None)["sources"]["s"]
     assert report["documents"] == 3 and report["removed"] == {} and report["languages"] == {}
+
+
+def without_timing(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in ("throughput", "shards")}
+
+
+def test_same_documents_and_bytes_for_any_worker_count_and_shard_size(tmp_path: Path, basque_texts: list[str],
+                                                                       english_texts: list[str]) -> None:
+    words = [f"hitza{i}" for i in range(60)]
+    near = [" ".join(words), " ".join([*words[:59], "aldatuta"])]  # a near-duplicate pair
+    eu = write_jsonl(tmp_path / "eu.jsonl", basque_texts[:900] + near + basque_texts[:100])
+    en = write_jsonl(tmp_path / "en.jsonl", english_texts[:300] + basque_texts[850:870])  # Basque intruders
+    dev = write_jsonl(tmp_path / "dev.jsonl", basque_texts[880:890])
+    results = []
+    for i, executor in enumerate(({"workers": 1, "shard_mb": 0.02}, {"workers": 2, "shard_mb": 0.02}, {"workers": 2})):
+        cfg = DataConfig(sources={"eu": {"path": str(eu), "language": "eu"}, "en": {"path": str(en), "language": "en"}},
+                         eval_sources={"dev": {"path": str(dev), "language": "eu"}}, executor=executor)
+        out = tmp_path / f"out{i}"
+        report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, out=out)
+        files = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.gz"))}
+        results.append((without_timing(report), files, report["shards"]))
+    (one, files_one, shards_one), (two, files_two, _), (coarse, files_coarse, shards_coarse) = results
+    assert one == two and files_one == files_two  # same shards, any workers: the same bytes
+    assert shards_one > 2 * shards_coarse and coarse == one  # other shards: the same documents and counts
+    assert {k: gzip.decompress(v) for k, v in files_coarse.items()} == {k: gzip.decompress(v) for k, v in files_one.items()}
+    eu_report = one["sources"]["eu"]
+    assert eu_report["removed"]["near_duplicate"] >= 1 and eu_report["removed"]["eval_overlap"] >= 5
+    assert one["sources"]["en"]["removed"]["exact_duplicate"] >= 15  # cross-source: the Basque copies go
+
+
+def test_unreadable_documents_are_counted_as_removed(tmp_path: Path, basque_texts: list[str]) -> None:
+    good = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in basque_texts[:50]).encode()
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(good + b'{"text": "bad \xff byte"}\nnot json\n{"other": 1}\n')
+    cfg = DataConfig(sources={"s": {"path": str(path), "language": "eu"}})
+    report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None)["sources"]["s"]
+    assert (report["invalid_utf8"], report["invalid_json"], report["missing_field"]) == (1, 1, 1)
+    assert report["removed"]["invalid_utf8"] == 1 and report["read"] == 53
+    assert report["read"] == report["documents"] + sum(report["removed"].values())
+
+
+def test_the_english_side_stops_the_stage_in_one_line(tmp_path: Path) -> None:
+    from tests.tiny import EU_TRAIN
+
+    cfg = DataConfig(sources={"eu": {"path": str(EU_TRAIN), "text_field": "en", "language": "eu", "max_documents": 400}})
+    with pytest.raises(LangadaptError) as error:
+        ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, out=tmp_path / "out")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("data source 'eu': language ID removed 100% of its ")
+    assert "(detected: en " in message and "check data.sources.eu.text_field ('en') and language ('eu')" in message
+    assert not (tmp_path / "out").exists()

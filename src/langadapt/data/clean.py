@@ -1,19 +1,27 @@
 """Text normalisation and per-document quality filters.
 
-The repetition filters follow Gopher (Rae et al. 2021, Table A1) and their FineWeb2 re-implementation in
-datatrove: the share of characters in duplicate lines, in the most frequent 2/3/4-gram, and in repeated
-5..10-grams. Two deliberate deviations, because target-language corpora are often short paragraphs: the
-top n-gram only counts when it occurs more than once, and the n-gram filters only judge documents of at
-least `repetition_min_words` words (a 6-word sentence always has a "top 2-gram" worth 30 % of its text).
+The repetition filters are Gopher's (Rae et al. 2021, Table A1) as datatrove implements them for FineWeb
+(`datatrove.pipeline.filters.gopher_repetition_filter`; its functions compute the shares here): the share
+of characters in duplicate lines, in the most frequent 2/3/4-gram, and in repeated 5..10-grams. One
+deliberate deviation, because target-language corpora are often short paragraphs: words are whitespace
+units (datatrove's class needs a spaCy tokenizer per language), and the n-gram filters only judge
+documents of at least `repetition_min_words` words (a 6-word sentence always has a "top 2-gram" worth
+30 % of its text).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from datatrove.pipeline.filters.gopher_repetition_filter import (
+    find_all_duplicate,
+    find_duplicates,
+    find_top_duplicate,
+    get_n_grams,
+)
 
 from langadapt.data.config import CleanConfig
 
@@ -44,42 +52,19 @@ def duplicate_line_shares(text: str) -> tuple[float, float]:
     lines = [line for line in text.split("\n") if line.strip()]
     if not lines:
         return 0.0, 0.0
-    seen: set[str] = set()
-    duplicate_lines = duplicate_chars = 0
-    for line in lines:
-        if line in seen:
-            duplicate_lines += 1
-            duplicate_chars += len(line)
-        else:
-            seen.add(line)
+    duplicate_lines, duplicate_chars = find_duplicates(lines)
     return duplicate_lines / len(lines), duplicate_chars / max(1, len(text))
 
 
 def top_ngram_share(words: list[str], n: int, text_chars: int) -> float:
-    """Characters covered by the most frequent word n-gram (counted only if it repeats) / characters."""
-    if len(words) < n:
-        return 0.0
-    counts = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    gram, count = counts.most_common(1)[0]
-    if count < 2:
-        return 0.0
-    return sum(len(w) for w in gram) * count / max(1, text_chars)
+    """Characters covered by the most frequent word n-gram (with its inner spaces) / characters."""
+    grams = get_n_grams(words, n)
+    return find_top_duplicate(grams) / max(1, text_chars) if grams else 0.0
 
 
 def duplicate_ngram_share(words: list[str], n: int, text_chars: int) -> float:
     """Characters in word n-grams that repeat an earlier n-gram (non-overlapping, as Gopher) / characters."""
-    seen: set[tuple[str, ...]] = set()
-    repeated = 0
-    i = 0
-    while i <= len(words) - n:
-        gram = tuple(words[i : i + n])
-        if gram in seen:
-            repeated += sum(len(w) for w in gram)
-            i += n
-        else:
-            seen.add(gram)
-            i += 1
-    return repeated / max(1, text_chars)
+    return find_all_duplicate(words, n) / max(1, text_chars) if len(words) >= n else 0.0
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ def stats(
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Count tokens with this tokenizer (default: models.tokenizer / models.base).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Documents, characters, words, tokens, tokens/word, languages, removed and duplicate counts per source.
+    """Documents, characters, words, tokens, tokens/word, languages, removed and duplicate counts per source,
+    and the throughput of each step (MB/s, documents/s).
 
     On a config, runs the `data` stage's cleaning, language ID and dedup without writing a corpus; on a run
     folder, shows what its `data` (and `pack`) stages recorded.
@@ -49,7 +50,7 @@ def _read_run(folder: Path) -> dict[str, Any]:
     data = store.manifest("data")
     if data is None:
         raise LangadaptError(f"'{folder}' has no complete data stage — run 'langadapt run CONFIG --until data' first")
-    report = {key: data["metrics"].get(key) for key in ("tokenizer", "sources", "eval")}
+    report = {key: data["metrics"].get(key) for key in ("tokenizer", "sources", "eval", "throughput")}
     pack = store.manifest("pack")
     if pack is not None:
         report["pack"] = {k: v for k, v in pack["metrics"].items() if k != "summary"}
@@ -94,6 +95,7 @@ def _print_tables(report: dict[str, Any]) -> None:
         for code in languages:
             table.add_row(f"detected: {code}", *(str(s["languages"].get(code, 0)) for s in stats.values()))
         stdout.print(table)
+    _print_throughput(report.get("throughput"))
     pack = report.get("pack")
     if pack:
         mix = pack["mix"]
@@ -102,3 +104,22 @@ def _print_tables(report: dict[str, Any]) -> None:
         for name, share in mix["achieved_token_share"].items():
             stdout.print(f"  {name}: {share:.4f} of tokens (requested {mix['requested_token_share'][name]:.4f}), "
                          f"used {mix['repeats'][name]:g}×")
+
+
+def _print_throughput(throughput: dict[str, Any] | None) -> None:
+    """End to end, then per step: core-seconds and the MB/s (of the stage's input) one core would reach."""
+    from rich.table import Table
+
+    from langadapt.cli import stdout
+
+    if not throughput:
+        return
+    table = Table(title=f"throughput: {throughput['input_mb']} MB in {throughput['wall_seconds']} s with "
+                        f"{throughput['workers']} workers = {throughput['mb_per_s']} MB/s, "
+                        f"{throughput['docs_per_s']} documents/s", title_justify="left")
+    for column in ("step", "core s", "documents", "MB/s (one core)", "documents/s"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for name, step in throughput["steps"].items():
+        table.add_row(name, str(step["seconds"]), str(step["documents"]), str(step["mb_per_s"] or ""),
+                      str(step["docs_per_s"] or ""))
+    stdout.print(table)

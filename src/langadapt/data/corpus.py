@@ -1,7 +1,8 @@
 """The data stage's output files and how later stages read them.
 
 `<run>/data/corpus/<source>.jsonl.gz` holds the cleaned training documents of each source and
-`<run>/data/eval/<name>.jsonl.gz` the held-out evaluation texts, one `{"text": ...}` per line. Stages
+`<run>/data/eval/<name>.jsonl.gz` the held-out evaluation texts, one `{"text": ...}` per line. The data
+stage writes each as one gzip member per shard, concatenated in shard order (a valid gzip file); stages
 read them with `read_texts` and never depend on the file format.
 """
 

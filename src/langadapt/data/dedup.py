@@ -1,20 +1,33 @@
-"""Exact and near-duplicate detection, streaming: the first occurrence of a document wins.
+"""Duplicate keys and MinHash signatures, written to disk in datatrove's MinHash format.
 
-Exact: a 64-bit hash of the text case-folded with punctuation and spacing removed, so copies that differ
-only in those count as duplicates. Near: MinHash signatures of word n-gram shingles in a datasketch
-`MinHashLSH` index, which finds earlier documents whose estimated Jaccard similarity passes the threshold.
-Both indexes grow with the number of *kept* documents (8 bytes, resp. one key per LSH band, each).
+Exact: a 64-bit xxhash of the text case-folded with punctuation and spacing removed, so copies that differ
+only in those count as duplicates. Near: MinHash over word n-gram shingles of that key, cut into LSH bands
+(`bands × rows` hashes) chosen for the threshold the way datasketch chooses them. Each shard writes one
+sorted file per band (`bucket_<band>/<shard>.minhash.sig`, records of `rows` 32-bit hashes + the document's
+index, sorted by the first hash), and exact hashes as a one-band file of 64-bit hashes — datatrove's
+stage-1 record layout. `BandCollisions`
+(stage 2) then finds the colliding documents per band and hash range: datatrove's `MinhashDedupBuckets`
+merges the files through a Python heap (~5 µs a record here), this sorts a range at a time with numpy
+(~0.1 µs); each task holds at most `RECORDS_PER_TASK` records, so memory stays flat in the corpus size.
 """
 
 from __future__ import annotations
 
-import hashlib
+import itertools
+import math
 import re
-import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xxhash
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
 
 from langadapt.data.config import NearDedupConfig
 
 _NON_WORD = re.compile(r"[\W_]+")
+SIG_SUFFIX = ".minhash.sig"
 
 
 def dedup_key(text: str) -> str:
@@ -23,44 +36,178 @@ def dedup_key(text: str) -> str:
 
 
 def exact_hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(dedup_key(text).encode("utf-8"), digest_size=8).digest(), "little")
+    return xxhash.xxh64_intdigest(dedup_key(text).encode("utf-8"))
 
 
-def shingles(text: str, n: int) -> list[bytes]:
-    """Word n-grams of the dedup key; a text shorter than n words is one shingle."""
-    words = dedup_key(text).split()
+def shingles(key: str, n: int) -> list[bytes]:
+    """Word n-grams of a dedup key; a key shorter than n words is one shingle."""
+    words = key.split()
     if len(words) <= n:
         return [" ".join(words).encode("utf-8")] if words else []
     return [" ".join(words[i : i + n]).encode("utf-8") for i in range(len(words) - n + 1)]
 
 
-class NearDuplicateIndex:
-    """MinHash LSH over shingles. `seen(text)` answers whether a near-duplicate was added before."""
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) with bands × rows ≤ num_perm minimising false positives + false negatives (equal weights)
+    under the S-curve 1 - (1 - s^rows)^bands — datasketch's choice for `MinHashLSH(threshold, num_perm)`."""
+    grid_low = np.linspace(0.0, threshold, 201)
+    grid_high = np.linspace(threshold, 1.0, 201)
+    best = (math.inf, 1, num_perm)
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            false_positive = np.trapezoid(1 - (1 - grid_low**rows) ** bands, grid_low)
+            false_negative = np.trapezoid((1 - grid_high**rows) ** bands, grid_high)
+            best = min(best, (0.5 * false_positive + 0.5 * false_negative, bands, rows))
+    return best[1], best[2]
 
-    def __init__(self, cfg: NearDedupConfig, seed: int = 1):
-        from datasketch import MinHash, MinHashLSH
 
-        self.cfg = cfg
-        self._minhash = MinHash
-        # One set of permutations shared by every signature: building them per document is the slow part.
-        self._permutations = MinHash(num_perm=cfg.num_perm, seed=seed).permutations
-        self._lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
-        self._next_key = 0
+@dataclass(frozen=True)
+class BandLayout:
+    """How a signature is cut into LSH bands and stored: `bands` files of `rows` hashes of `bits` bits."""
 
-    def signature(self, text: str):
-        minhash = self._minhash(
-            num_perm=self.cfg.num_perm, permutations=self._permutations, scheme="affine32", hashfunc=zlib.crc32
-        )
-        minhash.update_batch(shingles(text, self.cfg.ngram))
-        return minhash
+    bands: int
+    rows: int
+    bits: int
 
-    def seen(self, signature) -> bool:
-        return not signature.is_empty() and bool(self._lsh.query(signature))
+    @property
+    def record(self) -> np.dtype:
+        """One line of a `.minhash.sig` file, as datatrove's `read_sigs` unpacks it (little-endian)."""
+        kind = "<u4" if self.bits == 32 else "<u8"
+        return np.dtype([*((f"h{i}", kind) for i in range(self.rows)), ("doc", "<u4")])
 
-    def add(self, signature) -> None:
-        if not signature.is_empty():
-            self._lsh.insert(self._next_key, signature, check_duplication=False)
-            self._next_key += 1
+    def write_sorted(self, folder: Path, shard: int, band: int, hashes: np.ndarray, docs: np.ndarray) -> None:
+        """Write (hashes, doc) records sorted by their first hash, through a temporary name."""
+        order = np.argsort(hashes[:, 0], kind="stable")  # by first hash: collision tasks select ranges of it
+        records = np.empty(len(docs), dtype=self.record)
+        for i in range(self.rows):
+            records[f"h{i}"] = hashes[order, i]
+        records["doc"] = docs[order]
+        path = Path(folder) / f"bucket_{band:03d}" / f"{shard:05d}{SIG_SUFFIX}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(records.tobytes())
+        tmp.replace(path)
 
-    def __len__(self) -> int:
-        return self._next_key
+
+EXACT_LAYOUT = BandLayout(bands=1, rows=1, bits=64)
+
+
+class MinhashSigner:
+    """Batched MinHash signatures of shingle sets (one numpy pass per batch, not per document).
+
+    Each of the `bands × rows` hash functions is a multiply-shift hash `(a·x + b mod 2^64) >> 32` of the
+    shingle's 64-bit xxhash (a universal family; datatrove's `(a·x + b) mod (2^61 - 1)` costs twice as much).
+    """
+
+    def __init__(self, cfg: NearDedupConfig, seed: int):
+        self.ngram = cfg.ngram
+        bands, rows = lsh_bands(cfg.threshold, cfg.num_perm)
+        self.layout = BandLayout(bands=bands, rows=rows, bits=32)
+        generator = np.random.default_rng(seed)
+        size = (1, bands * rows)
+        self._a = generator.integers(0, 2**64, size=size, dtype=np.uint64) | np.uint64(1)
+        self._b = generator.integers(0, 2**64, size=size, dtype=np.uint64)
+
+    def signatures(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(index of each dedup key that has shingles, its signature as a (n, bands × rows) uint32 matrix)."""
+        hashed = [np.fromiter(map(xxhash.xxh64_intdigest, shingles(k, self.ngram)), np.uint64) for k in keys]
+        counts = np.fromiter(map(len, hashed), np.int64, len(hashed))
+        present = np.flatnonzero(counts)
+        if not present.size:
+            return present, np.zeros((0, self.layout.bands * self.layout.rows), np.uint32)
+        values = np.concatenate([hashed[i] for i in present])[:, None]
+        with np.errstate(over="ignore"):
+            permuted = ((values * self._a + self._b) >> np.uint64(32)).astype(np.uint32)
+        offsets = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
+        return present, np.minimum.reduceat(permuted, offsets, axis=0)
+
+
+RECORDS_PER_TASK = 1_000_000  # band records one collision task holds (~200 MB with its sort buffers at 13 rows)
+
+
+@dataclass(frozen=True)
+class BandTask:
+    """One collision task: the records of `band` in `folder` whose first hash is in [low, high)."""
+
+    folder: str
+    band: int
+    layout: BandLayout
+    low: int
+    high: int | None  # None: to the end
+
+
+def band_files(folder: Path, band: int) -> list[Path]:
+    return sorted((Path(folder) / f"bucket_{band:03d}").glob(f"*{SIG_SUFFIX}"))
+
+
+def plan_band_tasks(folder: Path, layout: BandLayout, per_task: int = RECORDS_PER_TASK) -> list[BandTask]:
+    """Every band of `folder`, each cut into hash ranges of at most about `per_task` records (the ranges
+    come from quantiles of a sample of first hashes, so skewed minima still split evenly)."""
+    tasks = []
+    for band in range(layout.bands):
+        files = band_files(folder, band)
+        maps = [np.memmap(path, dtype=layout.record, mode="r") for path in files if path.stat().st_size]
+        count = sum(len(m) for m in maps)
+        pieces = max(1, -(-count // per_task))
+        bounds: list[int | None] = [0, None]
+        if pieces > 1:
+            sample = np.sort(np.concatenate([m["h0"][:: max(1, len(m) * pieces // 4096)] for m in maps]))
+            inner = sample[(np.arange(1, pieces) * len(sample)) // pieces]
+            bounds = [0, *sorted(set(inner.tolist()) - {0}), None]
+        tasks += [BandTask(str(folder), band, layout, low, high) for low, high in itertools.pairwise(bounds)]
+    return tasks
+
+
+def band_collisions(task: BandTask) -> np.ndarray:
+    """(shard, doc, shard, doc) rows: each document paired with the first document of its group of equal
+    band hashes, earlier one first (datatrove's `.dups` layout)."""
+    rows, nodes = [], []
+    for path in band_files(Path(task.folder), task.band):
+        if not path.stat().st_size:
+            continue
+        records = np.memmap(path, dtype=task.layout.record, mode="r")
+        begin = int(np.searchsorted(records["h0"], task.low))
+        end = len(records) if task.high is None else int(np.searchsorted(records["h0"], task.high))
+        part = np.asarray(records[begin:end])
+        rows.append(np.stack([part[f"h{i}"] for i in range(task.layout.rows)], axis=1).astype(np.uint64))
+        nodes.append((np.int64(int(path.name[: -len(SIG_SUFFIX)])) << 32) | part["doc"].astype(np.int64))
+    if not rows:
+        return np.zeros((0, 4), np.uint32)
+    hashes, node = np.concatenate(rows), np.concatenate(nodes)
+    with np.errstate(over="ignore"):  # a 64-bit fingerprint of each row to sort on; rows are compared after
+        fingerprint = np.zeros(len(node), np.uint64)
+        for column in hashes.T:
+            fingerprint = (fingerprint ^ column) * np.uint64(0x9E3779B97F4A7C15)
+    order = np.lexsort((node, fingerprint))
+    hashes, node = hashes[order], node[order]
+    same = np.all(hashes[1:] == hashes[:-1], axis=1)
+    group_start = np.concatenate([[0], np.flatnonzero(~same) + 1])
+    first = np.repeat(group_start, np.diff(np.append(group_start, len(node))))
+    member = np.flatnonzero(first != np.arange(len(node)))
+    earlier, later = node[first[member]], node[member]
+    return np.stack([earlier >> 32, earlier & 0xFFFFFFFF, later >> 32, later & 0xFFFFFFFF], axis=1).astype(np.uint32)
+
+
+class BandCollisions(PipelineStep):
+    """MinHash stage 2 (datatrove's `MinhashDedupBuckets`, vectorised): a task per band and hash range
+    finds the documents whose band hashes collide and writes them as `<out>/<task>.dups`."""
+
+    type = "🫂 - DEDUP"
+    name = "band collisions"
+
+    def __init__(self, tasks: list[BandTask], output_folder: Path):
+        super().__init__()
+        self.tasks, self.output_folder = tasks, Path(output_folder)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with self.track_time():
+            task = self.tasks[rank]
+            pairs = band_collisions(task)
+            out = self.output_folder / Path(task.folder).name / f"{rank:05d}.dups"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(".tmp")
+            tmp.write_bytes(pairs.tobytes())
+            tmp.replace(out)
+        self.stat_update("pairs", value=len(pairs))
+        return
+        yield

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from langadapt.data.config import PackConfig
+from langadapt.data.engine import default_workers
 from langadapt.data.mix import Pieces, plan_mixture
 from langadapt.data.tokens import TokenizedCorpus, default_add_bos, eos_id, tokenize_corpus
 from langadapt.errors import LangadaptError
@@ -249,9 +250,10 @@ def pack_corpus(
     if len(corpus) > np.iinfo(np.int8).max:
         raise LangadaptError(f"pack: {len(corpus)} sources, at most {np.iinfo(np.int8).max} — merge some with globs")
     add_bos = default_add_bos(tokenizer) if cfg.add_bos is None else cfg.add_bos
+    workers = cfg.workers or default_workers()
     corpora = {}
     for name, path in corpus.items():
-        corpora[name] = tokenize_corpus(path, tokenizer, add_bos=add_bos, cache_dir=cache_dir)
+        corpora[name] = tokenize_corpus(path, tokenizer, add_bos=add_bos, cache_dir=cache_dir, workers=workers)
         log.info("%s: %d documents, %d tokens (%s)", name, len(corpora[name].lengths),
                  int(corpora[name].lengths.sum()), "cached" if corpora[name].cached else "tokenised")
     multiple = cfg.context_length if cfg.strategy == "concat" else 1
@@ -276,6 +278,7 @@ def pack_corpus(
         "documents": {n: len(c.lengths) for n, c in corpora.items()},
         "tokens_available": plan.available,
         "cache": {n: "hit" if c.cached else "miss" for n, c in corpora.items()},
+        "tokenize": {"workers": workers, **{n: _rate(c) for n, c in corpora.items() if not c.cached}},
         "mix": {
             "requested_token_share": {n: round(s, 6) for n, s in plan.requested.items()},
             "achieved_token_share": achieved,
@@ -287,3 +290,9 @@ def pack_corpus(
         "padding_tokens": written["padding"],
         "packing_efficiency": round(real / capacity, 6),
     }
+
+
+def _rate(corpus: TokenizedCorpus) -> dict[str, float]:
+    tokens = int(corpus.lengths.sum())
+    return {"tokens": tokens, "seconds": round(corpus.seconds, 3),
+            "tokens_per_s": round(tokens / corpus.seconds) if corpus.seconds else None}

@@ -1,7 +1,10 @@
 """Read documents from a configured source: jsonl / json.gz / txt / parquet / a `datasets` folder / a hub id.
 
-Reading is streaming (one document at a time) so memory does not grow with the corpus. Lines that are
-not valid UTF-8 or not valid JSON are skipped and counted, never fatal half-way through a corpus.
+Reading is streaming (one document at a time) so memory does not grow with the corpus, and any `Part`
+of a file — a byte range of a JSON Lines or line-per-document text file, a range of rows of a Parquet file
+or `datasets` folder — can be read on its own, which is how the data stage shards a corpus. Documents
+that are not valid UTF-8, not valid JSON or lack the text field are skipped and counted, never fatal
+half-way through a corpus.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
+from typing import IO
 
 from langadapt.data.config import SourceConfig
 from langadapt.errors import LangadaptError
@@ -24,15 +28,32 @@ _PARQUET = (".parquet",)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+PARAGRAPH_PROBE = 1 << 20  # a .txt file with a blank line in its first MiB holds one document per paragraph
+_BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r\f\v]*\n")
+
+
 @dataclass
 class ReadStats:
-    """What reading a source skipped, so stages can report it."""
+    """What reading a source skipped (documents, not lines: a paragraph with a bad line is one), for reports."""
 
     documents: int = 0
     invalid_utf8: int = 0
     invalid_json: int = 0
     missing_field: int = 0
     files: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Part:
+    """A piece of one file: documents starting at byte (jsonl, txt) or row (parquet, arrow) `start` up to
+    `end` (None: the end of the file). `first` marks the source's first part, where a missing text field is
+    an error rather than a skipped record."""
+
+    path: str
+    fmt: str
+    start: int = 0
+    end: int | None = None
+    first: bool = True
 
 
 def is_hub_source(source: SourceConfig) -> bool:
@@ -92,39 +113,74 @@ def iter_documents(
                 return
 
 
-def _readers(source: SourceConfig, name: str, stats: ReadStats) -> Iterator[tuple[str, Iterator[str]]]:
-    """(label, documents) of the hub dataset or of each file, opened one after the other."""
-    if is_hub_source(source):
-        yield f"hub:{source.path}", _iter_hub(source, name)
-        return
-    for path in source_files(source, name):
+def source_parts(source: SourceConfig, name: str) -> list[Part]:
+    """The whole of every file of a local source, one part per file."""
+    parts = []
+    for i, path in enumerate(source_files(source, name)):
         fmt = _format_of(path, source.format)
-        if fmt == "jsonl":
-            yield str(path), _iter_jsonl(path, source.text_field, name, stats)
-        elif fmt == "txt":
-            yield str(path), _iter_txt(path, stats)
-        elif fmt == "parquet":
-            yield str(path), _iter_parquet(path, source.text_field, name)
-        elif fmt == "arrow":
-            yield str(path), _iter_arrow(path, source.text_field, name)
-        else:
+        if fmt == "unknown":
             raise LangadaptError(
                 f"data source '{name}': cannot tell the format of '{path}' — name it *.jsonl[.gz], *.txt[.gz] "
                 "or *.parquet, or set data.sources.<name>.format"
             )
+        parts.append(Part(str(path), fmt, first=i == 0))
+    return parts
 
 
-def _open_text_lines(path: Path, stats: ReadStats) -> Iterator[str]:
-    with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as raw:
+def read_part(part: Part, source: SourceConfig, name: str, stats: ReadStats) -> Iterator[str]:
+    """The documents of one part of a file (see `Part`)."""
+    path = Path(part.path)
+    if part.fmt == "jsonl":
+        return _iter_jsonl(path, source.text_field, name, stats, part)
+    if part.fmt == "txt":
+        return _iter_txt(path, stats, part)
+    if part.fmt == "parquet":
+        return _iter_parquet(path, source.text_field, name, part)
+    return _iter_arrow(path, source.text_field, name, part)
+
+
+def _readers(source: SourceConfig, name: str, stats: ReadStats) -> Iterator[tuple[str, Iterator[str]]]:
+    """(label, documents) of the hub dataset or of each file, opened one after the other."""
+    if is_hub_source(source):
+        yield f"hub:{source.path}", iter_hub(source, name)
+        return
+    for part in source_parts(source, name):
+        yield part.path, read_part(part, source, name, stats)
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+
+
+def _lines(path: Path, part: Part) -> Iterator[bytes]:
+    """The raw lines that start in [part.start, part.end) of the (decompressed) file."""
+    with open_binary(path) as raw:
+        position = part.start
+        if part.start > 0:
+            raw.seek(part.start - 1)  # gzip: decompresses up to there
+            position += len(raw.readline()) - 1  # the rest of the line holding byte start-1 belongs before us
         for line in raw:
-            try:
-                yield line.decode("utf-8")
-            except UnicodeDecodeError:
-                stats.invalid_utf8 += 1
+            if part.end is not None and position >= part.end:
+                return
+            position += len(line)
+            yield line
 
 
-def _iter_jsonl(path: Path, text_field: str, name: str, stats: ReadStats) -> Iterator[str]:
-    for line_number, line in enumerate(_open_text_lines(path, stats), start=1):
+def _decoded(path: Path, part: Part) -> Iterator[str | None]:
+    """Lines as text; None for a line that is not valid UTF-8."""
+    for line in _lines(path, part):
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield None
+
+
+def _iter_jsonl(path: Path, text_field: str, name: str, stats: ReadStats, part: Part) -> Iterator[str]:
+    checked = not part.first
+    for line_number, line in enumerate(_decoded(path, part), start=1):
+        if line is None:
+            stats.invalid_utf8 += 1
+            continue
         if not line.strip():
             continue
         try:
@@ -133,7 +189,7 @@ def _iter_jsonl(path: Path, text_field: str, name: str, stats: ReadStats) -> Ite
             stats.invalid_json += 1
             continue
         if not isinstance(record, dict) or text_field not in record:
-            if stats.documents == 0 and isinstance(record, dict):
+            if not checked and isinstance(record, dict):
                 fields = ", ".join(sorted(record)) or "none"
                 raise LangadaptError(
                     f"data source '{name}': '{path.name}' line {line_number} has no field '{text_field}' "
@@ -141,32 +197,44 @@ def _iter_jsonl(path: Path, text_field: str, name: str, stats: ReadStats) -> Ite
                 )
             stats.missing_field += 1
             continue
+        checked = True
         text = record[text_field]
         if isinstance(text, str):
             yield text
 
 
-def _iter_txt(path: Path, stats: ReadStats) -> Iterator[str]:
-    """One document per line, or per blank-line-separated paragraph block when the file has blank lines."""
+def txt_has_paragraphs(path: Path) -> bool:
+    """Whether a text file's first MiB holds a blank line (then documents are blank-line-separated blocks)."""
+    with open_binary(path) as raw:
+        return bool(_BLANK_LINE.search(raw.read(PARAGRAPH_PROBE)))
+
+
+def _iter_txt(path: Path, stats: ReadStats, part: Part) -> Iterator[str]:
+    """One document per line, or per blank-line-separated block when the file has paragraphs (whole files
+    only); a document with a line that is not valid UTF-8 is skipped and counted."""
+    if not (part.start == 0 and part.end is None and txt_has_paragraphs(path)):
+        for line in _decoded(path, part):
+            if line is None:
+                stats.invalid_utf8 += 1
+            elif line.strip():
+                yield line.rstrip("\r\n")
+        return
     block: list[str] = []
-    saw_blank = False
-    for line in _open_text_lines(path, stats):
-        line = line.rstrip("\r\n")
-        if line.strip():
-            block.append(line)
-            continue
-        saw_blank = True
-        if block:
-            yield "\n".join(block)
-            block = []
-    if block:
-        if saw_blank:
-            yield "\n".join(block)
-        else:
-            yield from block
+    broken = False
+    for line in chain(_decoded(path, part), [""]):  # a final blank line closes the last block
+        if line is None:
+            broken = True
+        elif line.strip():
+            block.append(line.rstrip("\r\n"))
+        elif block or broken:
+            if broken:
+                stats.invalid_utf8 += 1
+            else:
+                yield "\n".join(block)
+            block, broken = [], False
 
 
-def _iter_parquet(path: Path, text_field: str, name: str) -> Iterator[str]:
+def _iter_parquet(path: Path, text_field: str, name: str, part: Part) -> Iterator[str]:
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(path)
@@ -175,13 +243,14 @@ def _iter_parquet(path: Path, text_field: str, name: str) -> Iterator[str]:
             f"data source '{name}': '{path.name}' has no column '{text_field}' "
             f"(columns: {', '.join(parquet.schema_arrow.names)}) — set data.sources.{name}.text_field"
         )
-    for batch in parquet.iter_batches(columns=[text_field], batch_size=4096):
+    end = parquet.num_row_groups if part.end is None else part.end
+    for batch in parquet.iter_batches(columns=[text_field], batch_size=4096, row_groups=range(part.start, end)):
         for text in batch.column(0).to_pylist():
             if isinstance(text, str):
                 yield text
 
 
-def _iter_arrow(path: Path, text_field: str, name: str) -> Iterator[str]:
+def load_arrow(path: Path, text_field: str, name: str):
     from datasets import load_from_disk
 
     dataset = load_from_disk(str(path))
@@ -192,13 +261,19 @@ def _iter_arrow(path: Path, text_field: str, name: str) -> Iterator[str]:
             f"data source '{name}': '{path.name}' has no column '{text_field}' "
             f"(columns: {', '.join(dataset.column_names)}) — set data.sources.{name}.text_field"
         )
-    for row in dataset.select_columns([text_field]):
+    return dataset
+
+
+def _iter_arrow(path: Path, text_field: str, name: str, part: Part) -> Iterator[str]:
+    dataset = load_arrow(path, text_field, name)
+    end = len(dataset) if part.end is None else min(part.end, len(dataset))
+    for row in dataset.select_columns([text_field]).select(range(part.start, end)):
         text = row[text_field]
         if isinstance(text, str):
             yield text
 
 
-def _iter_hub(source: SourceConfig, name: str) -> Iterator[str]:
+def iter_hub(source: SourceConfig, name: str) -> Iterator[str]:
     from datasets import load_dataset
 
     try:

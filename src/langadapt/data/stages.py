@@ -28,6 +28,7 @@ def _source_paths(cfg: RunConfig) -> Iterable[str]:
 
 def _preflight(cfg: RunConfig) -> None:
     from langadapt.data.langid import lingua_language
+    from langadapt.data.preflight import check_language_sample
 
     for group, sources in (("sources", cfg.data.sources), ("eval_sources", cfg.data.eval_sources)):
         for name, source in sources.items():
@@ -40,9 +41,11 @@ def _preflight(cfg: RunConfig) -> None:
                 raise LangadaptError(
                     f"data.{group}.{name}: '{source.path}' holds no documents — check the file and text_field"
                 )
+    check_language_sample(cfg.data, cfg.target_language)
 
 
 @stage("data", produces=("corpus",), uses=("models.base", "models.tokenizer", "target_language"),
+       unhashed=("data.executor",),
        external_inputs=_source_paths, preflight=_preflight, version=2)
 def data_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.data.ingest import ingest_corpus
@@ -51,16 +54,18 @@ def data_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     tokenizer_ref = ctx.tokenizer_for(cfg.models.base)
     tokenizer = load_tokenizer(tokenizer_ref, trust_remote_code=cfg.models.trust_remote_code)
     metrics = ingest_corpus(cfg.data, seed=cfg.seed, target_language=cfg.target_language, tokenizer=tokenizer,
-                            out=ctx.out, log=ctx.log)
+                            out=ctx.out, work=ctx.work, log=ctx.log)
     metrics["tokenizer"] = tokenizer_ref
-    return {**metrics, "summary": _summary(metrics["sources"])}
+    return {**metrics, "summary": _summary(metrics)}
 
 
-def _summary(sources: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    sources = metrics["sources"]
     summary: dict[str, Any] = {
         "documents": sum(s["documents"] for s in sources.values()),
         "removed": sum(s["read"] - s["documents"] for s in sources.values()),
         "duplicates": sum(s["duplicates"] for s in sources.values()),
+        "MB/s": metrics["throughput"]["mb_per_s"],
     }
     for name, stats in sources.items():
         summary[f"{name} tok/word"] = stats["tokens_per_word"]
@@ -83,7 +88,7 @@ def _pack_preflight(cfg: RunConfig) -> None:
 
 
 @stage("pack", config=PackConfig, needs=("data",), after=("vocab",), produces=("dataset",),
-       uses=("models.base", "models.tokenizer"), preflight=_pack_preflight)
+       uses=("models.base", "models.tokenizer"), unhashed=("pack.workers",), preflight=_pack_preflight)
 def pack_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.data.pack import pack_corpus
     from langadapt.models import langadapt_home, load_tokenizer

@@ -19,6 +19,7 @@ class TextStats:
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase | None = None):
         self.tokenizer = tokenizer
+        self.with_tokens = tokenizer is not None
         self.documents = self.characters = self.words = self.tokens = 0
 
     def add(self, texts: list[str]) -> None:
@@ -29,9 +30,18 @@ class TextStats:
             encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
             self.tokens += sum(len(ids) for ids in encoded)
 
-    def as_dict(self) -> dict[str, Any]:
+    @classmethod
+    def of_counts(cls, counts: dict[str, int], with_tokens: bool) -> TextStats:
+        """The statistics whose counts are `counts` (e.g. summed over shards)."""
+        stats = cls()
+        stats.documents, stats.characters, stats.words, stats.tokens = (
+            int(counts.get(k, 0)) for k in ("documents", "characters", "words", "tokens"))
+        stats.with_tokens = with_tokens
+        return stats
+
+    def to_dict(self) -> dict[str, Any]:
         stats: dict[str, Any] = {"documents": self.documents, "characters": self.characters, "words": self.words}
-        if self.tokenizer is not None:
+        if self.with_tokens:
             stats["tokens"] = self.tokens
             stats["tokens_per_word"] = round(self.tokens / self.words, 4) if self.words else None
             stats["chars_per_token"] = round(self.characters / self.tokens, 4) if self.tokens else None
@@ -50,4 +60,4 @@ def text_stats(texts: Iterable[str], tokenizer: PreTrainedTokenizerBase | None =
     stats = TextStats(tokenizer)
     for batch in batches(texts, batch_size):
         stats.add(batch)
-    return stats.as_dict()
+    return stats.to_dict()

@@ -1,0 +1,122 @@
+"""Executors: a crashed worker fails the stage and a re-run resumes; the same config on Slurm (simulated
+with stand-in sbatch/srun/scontrol/squeue that run the array tasks here) and on Ray gives the same corpus."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from langadapt.data.config import DataConfig
+from langadapt.data.corpus import corpus_file, read_texts
+from langadapt.data.ingest import ingest_corpus
+from langadapt.data.steps import Normalizer
+from langadapt.errors import LangadaptError
+
+MARKER = "Hau da prozesua hiltzen duen testua"
+
+
+def corpus(tmp_path: Path, basque_texts: list[str], executor: dict) -> DataConfig:
+    path = tmp_path / "eu.jsonl"
+    texts = [*basque_texts[:1500], MARKER + " eta beste hitz batzuk.", *basque_texts[1500:1600]]
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    return DataConfig(sources={"eu": {"path": str(path), "language": "eu"}},
+                      executor={"shard_mb": 0.03, **executor})
+
+
+def run(cfg: DataConfig, out: Path, work: Path) -> dict:
+    return ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, out=out, work=work)
+
+
+def test_a_killed_worker_fails_the_stage_and_a_rerun_resumes(tmp_path: Path, basque_texts: list[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = corpus(tmp_path, basque_texts, {"workers": 2})
+    format_text = Normalizer.format
+
+    def killing_format(self: Normalizer, text: str) -> str:
+        if text.startswith(MARKER):
+            os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
+        return format_text(self, text)
+
+    monkeypatch.setattr(Normalizer, "format", killing_format)
+    work, out = tmp_path / "work", tmp_path / "out"
+    with pytest.raises(LangadaptError, match=r"a worker process died during the 'process' phase .* finished shards are kept"):
+        run(cfg, out, work)
+    assert not out.exists()  # nothing half-written where later stages look
+    done = {p.name: p.stat().st_mtime_ns for p in (work / "logs" / "process" / "completions").iterdir()}
+    assert done  # some shards finished before the crash
+
+    monkeypatch.setattr(Normalizer, "format", format_text)
+    resumed = run(cfg, out, work)
+    after = {p.name: p.stat().st_mtime_ns for p in (work / "logs" / "process" / "completions").iterdir()}
+    assert {name: after[name] for name in done} == done  # finished shards were not run again
+    assert len(after) == resumed["shards"]
+    fresh = run(cfg, tmp_path / "fresh", tmp_path / "fresh-work")
+    assert resumed["sources"] == fresh["sources"]
+    assert list(read_texts(corpus_file(out, "eu"))) == list(read_texts(corpus_file(tmp_path / "fresh", "eu")))
+
+
+FAKE_SBATCH = """#!/bin/bash
+# Stand-in for sbatch: keep the script, then run every array task of it here, one after the other.
+script="${@: -1}"
+cp "$script" "$FAKE_SLURM/job-$(ls "$FAKE_SLURM" | wc -l).sh"
+offset=$(printf '%s\\n' "$@" | sed -n 's/.*RUN_OFFSET=\\([0-9]*\\).*/\\1/p')
+last=$(sed -n 's/^#SBATCH --array=0-\\([0-9]*\\).*/\\1/p' "$script")
+for task in $(seq 0 "$last"); do
+  SLURM_ARRAY_TASK_ID=$task RUN_OFFSET=${offset:-0} SLURM_NODELIST=localhost bash "$script" > /dev/null 2>&1 || exit 1
+done
+echo "Submitted batch job 4242"
+"""
+FAKE_SRUN = """#!/bin/bash
+while [[ "$1" == -* ]]; do if [[ "$1" == -n ]]; then shift 2; else shift; fi; done
+exec "$@"
+"""
+
+
+def test_slurm_scripts_and_tasks(tmp_path: Path, basque_texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir, jobs = tmp_path / "bin", tmp_path / "jobs"
+    bin_dir.mkdir()
+    jobs.mkdir()
+    for name, body in {"sbatch": FAKE_SBATCH, "srun": FAKE_SRUN, "scontrol": "#!/bin/bash\necho localhost\n",
+                       "squeue": "#!/bin/bash\nexit 0\n"}.items():
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM", str(jobs))
+    slurm = {"partition": "cpu", "time": "01:00:00", "cpus_per_task": 2, "mem_per_cpu_gb": 3, "poll_seconds": 0.1,
+             "env_command": f"export PATH={Path(sys.executable).parent}:$PATH", "sbatch_args": {"account": "lab"}}
+    cfg = corpus(tmp_path, basque_texts, {"kind": "slurm", "workers": 2, "shard_mb": 0.1, "slurm": slurm})
+    report = run(cfg, tmp_path / "out", tmp_path / "work")
+
+    scripts = sorted(jobs.iterdir(), key=lambda p: int(p.stem.split("-")[1]))
+    process = scripts[0].read_text()
+    for directive in ("--partition=cpu", "--time=01:00:00", "--cpus-per-task=2", "--mem-per-cpu=3G", "--account=lab",
+                      f"--array=0-{report['shards'] - 1}%2", "--job-name=langadapt-data-process"):
+        assert f"#SBATCH {directive}\n" in process
+    assert "launch_pickled_pipeline" in process and str(tmp_path / "work" / "logs" / "process") in process
+    tasks = [s.read_text() for s in scripts if "launch_pickled_pipeline" in s.read_text()]  # not merge_stats
+    names = [line.split("=")[1] for text in tasks for line in text.splitlines() if "--job-name" in line]
+    assert names == [
+        "langadapt-data-process", "langadapt-data-buckets", "langadapt-data-clusters", "langadapt-data-write"]
+
+    local = run(corpus(tmp_path, basque_texts, {"workers": 2, "shard_mb": 0.1}), tmp_path / "local",
+                tmp_path / "local-work")
+    assert report["sources"] == local["sources"] and report["shards"] == 2
+    assert (corpus_file(tmp_path / "out", "eu").read_bytes() == corpus_file(tmp_path / "local", "eu").read_bytes())
+
+
+def test_ray_local_mode(tmp_path: Path, basque_texts: list[str]) -> None:
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'langadapt[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        report = run(corpus(tmp_path, basque_texts, {"kind": "ray", "workers": 2}), tmp_path / "out", tmp_path / "w")
+    finally:
+        ray.shutdown()
+    local = run(corpus(tmp_path, basque_texts, {"workers": 2}), tmp_path / "local", tmp_path / "local-work")
+    assert report["sources"] == local["sources"]
+    assert corpus_file(tmp_path / "out", "eu").read_bytes() == corpus_file(tmp_path / "local", "eu").read_bytes()

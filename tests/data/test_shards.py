@@ -1,0 +1,85 @@
+"""Sharding: any cut of a file reads back exactly its documents, in order; the plan ignores worker counts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from langadapt.data.config import DataConfig, SourceConfig
+from langadapt.data.shards import Part, plan_shards, split_part
+from langadapt.data.sources import ReadStats, iter_documents, read_part
+
+
+def write_jsonl(path: Path, texts: list[str]) -> Path:
+    lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts).encode("utf-8")
+    path.write_bytes(gzip.compress(lines, mtime=0) if path.name.endswith(".gz") else lines)
+    return path
+
+
+def read_pieces(pieces: list[Part], source: SourceConfig) -> list[str]:
+    return [text for part in pieces for text in read_part(part, source, "src", ReadStats())]
+
+
+@pytest.mark.parametrize("name", ["docs.jsonl", "docs.jsonl.gz", "docs.txt"])
+@pytest.mark.parametrize("pieces", [1, 2, 7, 50])
+def test_byte_ranges_read_every_document_once(tmp_path: Path, basque_texts: list[str], name: str, pieces: int) -> None:
+    texts = [t.replace("\n", " ") for t in basque_texts[:300]]
+    path = tmp_path / name
+    if name.endswith(".txt"):
+        path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    else:
+        write_jsonl(path, texts)
+    source = SourceConfig(path=str(path))
+    size = len(gzip.decompress(path.read_bytes())) if name.endswith(".gz") else path.stat().st_size
+    whole = Part(str(path), "txt" if name.endswith(".txt") else "jsonl")
+    parts = split_part(whole, size, size / pieces)
+    assert len(parts) == pieces and parts[-1].end is None and [p.first for p in parts].count(True) == 1
+    assert read_pieces(parts, source) == texts == list(iter_documents(source))
+
+
+def test_paragraph_text_files_are_not_cut(tmp_path: Path) -> None:
+    path = tmp_path / "paras.txt"
+    path.write_text("a1\na2\n\nb1\n\nc1\nc2\n")
+    (part,) = split_part(Part(str(path), "txt"), path.stat().st_size, 2)
+    assert read_pieces([part], SourceConfig(path=str(path))) == ["a1\na2", "b1", "c1\nc2"]
+
+
+def test_a_document_with_a_bad_line_is_counted_not_mangled(tmp_path: Path) -> None:
+    path = tmp_path / "paras.txt"
+    path.write_bytes(b"good one\nstill good\n\nbad \xff line\nrest of it\n\nlast\n")
+    stats = ReadStats()
+    assert list(iter_documents(SourceConfig(path=str(path)), "src", stats)) == ["good one\nstill good", "last"]
+    assert (stats.invalid_utf8, stats.documents) == (1, 2)
+
+
+def test_parquet_is_cut_by_row_groups(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [f"testua {i}" for i in range(100)]
+    pq.write_table(pa.table({"text": texts}), tmp_path / "d.parquet", row_group_size=10)
+    whole = Part(str(tmp_path / "d.parquet"), "parquet")
+    parts = split_part(whole, 1000, 300)
+    assert 2 < len(parts) <= 10 and read_pieces(parts, SourceConfig(path=str(tmp_path / "d.parquet"))) == texts
+
+
+def test_plan_order_and_capped_sources(tmp_path: Path, basque_texts: list[str]) -> None:
+    for i in range(3):
+        write_jsonl(tmp_path / f"part-{i}.jsonl", basque_texts[i * 200 : (i + 1) * 200])
+    write_jsonl(tmp_path / "dev.jsonl", basque_texts[600:650])
+    cfg = DataConfig(
+        sources={"big": {"path": str(tmp_path / "part-*.jsonl")},
+                 "capped": {"path": str(tmp_path / "part-*.jsonl"), "max_documents": 10}},
+        eval_sources={"dev": {"path": str(tmp_path / "dev.jsonl")}},
+    )
+    plan = plan_shards(cfg, shard_mb=0.01)
+    assert [s.index for s in plan] == list(range(len(plan)))
+    assert plan[0].source == "dev" and plan[0].eval  # eval texts first: they win every duplicate cluster
+    big = [s for s in plan if s.source == "big"]
+    assert len(big) > 3 and all(len(s.parts) == 1 for s in big)
+    (capped,) = [s for s in plan if s.source == "capped"]
+    assert len(capped.parts) == 3 and capped.stop_after == 10  # one reader, in order, that stops early
+    assert plan_shards(cfg, shard_mb=0.01) == plan
