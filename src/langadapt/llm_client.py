@@ -103,6 +103,26 @@ class _Retryable(Exception):
         self.problem, self.retry_after = problem, retry_after
 
 
+def read_key(settings: EndpointSettings) -> str | None:
+    """The API key the settings name (None for a keyless server); one-line errors when it is missing or would
+    travel over plain http to another machine. Preflights call it too, so `validate` fails the same way."""
+    if settings.api_key_env is None:
+        return None
+    key = os.environ.get(settings.api_key_env)
+    if not key:
+        raise LangadaptError(
+            f"the endpoint {settings.url} needs an API key in the environment variable {settings.api_key_env}, "
+            "which is not set — export it, or set api_key_env: null for a keyless local server"
+        )
+    parts = urlsplit(settings.url)
+    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+        raise LangadaptError(
+            f"refusing to send the key in {settings.api_key_env} over plain http to {settings.url} — use "
+            "https, or a server on this machine (127.0.0.1, ::1, localhost)"
+        )
+    return key
+
+
 class ChatClient:
     """Chat completions against one endpoint; thread-safe (one connection pool, counters under a lock)."""
 
@@ -111,7 +131,7 @@ class ChatClient:
         self.endpoint = settings.url + "/chat/completions"
         self.counters = ClientCounters()
         self._lock = threading.Lock()
-        self._key = self._read_key(settings)
+        self._key = read_key(settings)
         host = urlsplit(settings.url).hostname or ""
         headers = {"Content-Type": "application/json"}
         if self._key:
@@ -124,24 +144,6 @@ class ChatClient:
 
     def __repr__(self) -> str:
         return f"ChatClient({self.endpoint!r}, model={self.settings.model!r})"
-
-    @staticmethod
-    def _read_key(settings: EndpointSettings) -> str | None:
-        if settings.api_key_env is None:
-            return None
-        key = os.environ.get(settings.api_key_env)
-        if not key:
-            raise LangadaptError(
-                f"the endpoint {settings.url} needs an API key in the environment variable {settings.api_key_env}, "
-                "which is not set — export it, or set api_key_env: null for a keyless local server"
-            )
-        parts = urlsplit(settings.url)
-        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
-            raise LangadaptError(
-                f"refusing to send the key in {settings.api_key_env} over plain http to {settings.url} — use "
-                "https, or a server on this machine (127.0.0.1, ::1, localhost)"
-            )
-        return key
 
     def close(self) -> None:
         self._http.close()

@@ -16,12 +16,11 @@ from langadapt.evaluate.answers import (
     PromptItem,
     UnicodeWordTokenizer,
     generate_task,
-    judge_answer,
     read_prompt_file,
     rouge_scores,
 )
-from langadapt.evaluate.config import JudgeConfig
 from langadapt.evaluate.langid import detect_languages, warn_if_not
+from langadapt.judge import Judge, JudgeConfig
 from tests.conftest import INSTRUCT_REPLY
 
 
@@ -86,13 +85,15 @@ def test_generate_task_with_judge(instruct, judge_url, monkeypatch) -> None:
     request = _Judge.seen[-1]
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer secret-value"
     assert request["body"]["model"] == "judge-model" and "secret-value" not in json.dumps(metrics)
-    assert judge_answer(judge, "q", "ez dakit", "eu") is None  # no grade in the reply
+    assert Judge(judge, "eu").grade("q", "ez dakit") is None  # no grade in the reply
 
 
 def test_unreachable_judge_is_one_line() -> None:
-    judge = JudgeConfig(url="http://127.0.0.1:9/v1", model="m", api_key_env=None, timeout_seconds=2)
-    with pytest.raises(LangadaptError, match="did not answer"):
-        judge_answer(judge, "q", "a", "eu")
+    judge = JudgeConfig(url="http://127.0.0.1:9/v1", model="m", api_key_env=None, timeout_seconds=2, max_retries=1,
+                        backoff_seconds=0)
+    with pytest.raises(LangadaptError, match=r"the endpoint http://127.0.0.1:9/v1/chat/completions failed after 2 "
+                                             r"attempt\(s\): cannot connect"):
+        Judge(judge, "eu").grade("q", "a")
 
 
 def test_prompt_file_errors(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from typing import ClassVar
 import pytest
 
 from langadapt.errors import LangadaptError
-from langadapt.train.config import JudgeSettings
-from langadapt.train.self_calibration import Judge, SelfAnswer, filter_answers, generate_answers
+from langadapt.judge import Judge
+from langadapt.train.config import CalibrationJudgeConfig
+from langadapt.train.self_calibration import SelfAnswer, filter_answers, generate_answers
 from tests.conftest import INSTRUCT_REPLY
 from tests.data.test_instruct import assistant, user
 
@@ -87,10 +88,11 @@ def judge_url():
 
 def test_the_judge_scores_answers_and_keeps_those_at_the_threshold(judge_url, monkeypatch, caplog) -> None:
     monkeypatch.setenv("JUDGE_KEY", "sk-test-secret-123")
-    settings = JudgeSettings(url=judge_url, model="grader", api_key_env="JUDGE_KEY", threshold=4, workers=2)
+    settings = CalibrationJudgeConfig(url=judge_url, model="grader", api_key_env="JUDGE_KEY", threshold=4,
+                                      concurrency=2, max_retries=0)
     answers = [answer("Erantzun bikaina da hau."), answer("Erantzun txarra."), answer("Ez dakit zer den.")]
     with caplog.at_level(logging.DEBUG):
-        kept, scores, report = filter_answers(answers, judge=Judge(settings, "eu"))
+        kept, scores, report = filter_answers(answers, judge=Judge(settings, "eu"), threshold=settings.threshold)
     assert kept == [answers[0]] and scores == [5]
     assert report.to_dict()["dropped"] == {"judge_below_threshold": 1, "judge_unparsed": 1}
     assert report.to_dict()["judge_scores"] == {"2": 1, "5": 1}
@@ -101,11 +103,11 @@ def test_the_judge_scores_answers_and_keeps_those_at_the_threshold(judge_url, mo
 
 
 def test_judge_errors_name_the_variable_never_the_key(judge_url, monkeypatch) -> None:
-    settings = JudgeSettings(url=judge_url, model="grader", api_key_env="JUDGE_KEY")
+    settings = CalibrationJudgeConfig(url=judge_url, model="grader", api_key_env="JUDGE_KEY")
     monkeypatch.delenv("JUDGE_KEY", raising=False)
     with pytest.raises(LangadaptError, match="environment variable JUDGE_KEY, which is not set"):
         Judge(settings, "eu")
     monkeypatch.setenv("JUDGE_KEY", "sk-wrong-key-456")
     with pytest.raises(LangadaptError) as error:
-        Judge(settings, "eu").score("a", "b")
+        Judge(settings, "eu").grade("a", "b")
     assert "HTTP 401 — check the key in JUDGE_KEY" in str(error.value) and "sk-wrong" not in str(error.value)

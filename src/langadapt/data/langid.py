@@ -47,6 +47,14 @@ def lingua_language(code: str) -> Language:
     return Language.from_iso_code_639_1(iso) if len(code) == 2 else Language.from_iso_code_639_3(iso)
 
 
+def language_name(code: str) -> str:
+    """English name of an ISO 639 code ('eu' -> 'Basque'), for prompts; the code itself when lingua has none."""
+    try:
+        return lingua_language(code.split("_")[0]).name.title()
+    except LangadaptError:
+        return code
+
+
 @lru_cache(maxsize=1)
 def all_languages_detector() -> LanguageDetector:
     """One lingua detector over every language it knows, in low-accuracy mode (~70 MB and instant to build,

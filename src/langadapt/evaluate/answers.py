@@ -8,10 +8,7 @@ up here first. An optional OpenAI-compatible judge grades each answer 1–5.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
@@ -20,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from langadapt.errors import LangadaptError
-from langadapt.evaluate.config import JudgeConfig
 from langadapt.evaluate.generation import generate_greedy
 from langadapt.evaluate.langid import detect_languages
 from langadapt.evaluate.taskfile import read_task_records
 from langadapt.evaluate.tasks import EvalModel, EvalTask, TaskOutput, eval_task
+from langadapt.judge import Judge, JudgeConfig
 from langadapt.preflight import input_files_checked
 from langadapt.schema import InputPath, Section
 
@@ -32,13 +29,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from langadapt.config import RunConfig
-
-JUDGE_PROMPT = (
-    "You grade an assistant's answer written in the language with ISO code '{language}'. Score 1-5 for "
-    "grammar and fluency in that language and relevance to the request (5 = fluent, correct and relevant; "
-    "1 = wrong language or unusable). Reply with the score only.\n\nRequest:\n{prompt}\n\nAnswer:\n{answer}"
-)
-
 
 @dataclass(frozen=True)
 class PromptItem:
@@ -75,26 +65,6 @@ def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, flo
     return {name: fmean(s[name].fmeasure for s in scores) for name in ("rouge1", "rouge2", "rougeL")}
 
 
-def judge_answer(judge: JudgeConfig, prompt: str, answer: str, language: str) -> int | None:
-    """The judge's 1–5 grade, or None when its reply holds no grade."""
-    body = {"model": judge.model, "temperature": 0,
-            "messages": [{"role": "user", "content": JUDGE_PROMPT.format(language=language, prompt=prompt,
-                                                                         answer=answer)}]}
-    request = urllib.request.Request(judge.url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    key = os.environ.get(judge.api_key_env) if judge.api_key_env else None
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=judge.timeout_seconds) as response:
-            reply = json.loads(response.read())["choices"][0]["message"]["content"]
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        raise LangadaptError(f"the judge at {judge.url} did not answer ({type(exc).__name__}) — check eval "
-                             "judge.url and that the server is up") from None
-    found = re.search(r"[1-5]", reply or "")
-    return int(found.group()) if found else None
-
-
 def generate_task(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -124,7 +94,7 @@ def generate_task(
         metrics.update({name: round(value, 6) for name, value in rouge.items()})
     grades: list[int | None] = []
     if judge is not None:
-        grades = [judge_answer(judge, item.prompt, a, language) for item, a in zip(items, answers, strict=True)]
+        grades = Judge(judge, language).grade_all([(item.prompt, a) for item, a in zip(items, answers, strict=True)])
         valid = [g for g in grades if g is not None]
         metrics["judge_mean"] = round(fmean(valid), 4) if valid else None
     metrics["items"] = [

@@ -6,19 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from langadapt.judge import JudgeConfig
 from langadapt.schema import ModelRef, Section
 
 # Names in `eval.models` that refer to the run's configured models rather than to a stage or a folder.
 RUN_MODELS = ("base", "instruct")
-
-
-class JudgeConfig(Section):
-    """An OpenAI-compatible chat endpoint that grades generated answers 1-5."""
-
-    url: str
-    model: str
-    api_key_env: str | None = Field(default="OPENAI_API_KEY", description="environment variable holding the key")
-    timeout_seconds: float = Field(default=60.0, gt=0)
 
 
 class EvalConfig(Section):

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from langadapt.judge import JudgeConfig
 from langadapt.schema import InputPath, Section
 from langadapt.translate.config import DataFile
 
@@ -179,18 +180,10 @@ class SftCopyTaskConfig(Section):
         return value
 
 
-class JudgeSettings(Section):
-    """An OpenAI-compatible chat endpoint that scores answers 1-5; the key is read from an environment variable."""
+class CalibrationJudgeConfig(JudgeConfig):
+    """The judge of self-calibration answers: the endpoint, and the grade an answer needs to be kept."""
 
-    url: str = Field(description="API base URL, e.g. https://api.openai.com/v1 (…/chat/completions is appended)")
-    model: str
-    api_key_env: str = Field(default="OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    threshold: int = Field(default=4, ge=1, le=5, description="keep answers scoring at least this")
-    workers: int = Field(default=4, ge=1, description="requests in flight")
-    timeout_seconds: float = Field(default=60.0, gt=0)
-    prompt: str | None = Field(
-        default=None, description="grading prompt with {language}, {question} and {answer}; default: built-in"
-    )
+    threshold: int = Field(default=4, ge=1, le=5, description="keep answers graded at least this")
 
 
 class SelfCalibrationConfig(Section):
@@ -205,7 +198,7 @@ class SelfCalibrationConfig(Section):
     drop_unfinished: bool = Field(default=True, description="drop answers cut off by max_new_tokens")
     language_filter: bool = Field(default=True, description="keep only answers in target_language (lingua)")
     min_language_confidence: float = Field(default=0.5, ge=0, le=1)
-    judge: JudgeSettings | None = None
+    judge: CalibrationJudgeConfig | None = None
 
 
 class SftConfig(TuningConfig):

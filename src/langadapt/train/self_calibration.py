@@ -6,13 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -21,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 from langadapt.data.instruct import Conversation, load_prompts, write_conversations
 from langadapt.drops import Drops
 from langadapt.errors import LangadaptError
+from langadapt.judge import Judge
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from langadapt.train.config import JudgeSettings, SftConfig
+    from langadapt.train.config import SelfCalibrationConfig
 
 log = logging.getLogger("langadapt.train.self_calibration")
 
@@ -124,8 +119,10 @@ def filter_answers(
     language: str | None = None,
     min_language_confidence: float = 0.5,
     judge: Judge | None = None,
+    threshold: int = 4,
 ) -> tuple[list[SelfAnswer], list[int | None], FilterReport]:
-    """Keep answers that pass every filter, cheapest first; returns them, their judge scores and the counts."""
+    """Keep answers that pass every filter, cheapest first (the judge last, keeping grades ≥ `threshold`);
+    returns them, their judge grades and the counts."""
     report = FilterReport()
     kept = []
     for answer in answers:
@@ -142,14 +139,14 @@ def filter_answers(
             kept.append(answer)
     scores: list[int | None] = [None] * len(kept)
     if judge is not None and kept:
-        scores = judge.score_all([(_first_user(a.prompt), a.answer) for a in kept])
+        scores = judge.grade_all([(_first_user(a.prompt), a.answer) for a in kept])
         passed = []
         for answer, score in zip(kept, scores, strict=True):
             if score is None:
                 report.dropped.drop("judge_unparsed")
                 continue
             report.scores[score] += 1
-            if score < judge.threshold:
+            if score < threshold:
                 report.dropped.drop("judge_below_threshold")
             else:
                 passed.append((answer, score))
@@ -172,95 +169,13 @@ def language_confidence(text: str, language: str) -> float:
     return float(all_languages_detector().compute_language_confidence(text, target))
 
 
-def language_name(code: str) -> str:
-    """English name of an ISO 639 code ('eu' -> 'Basque'), or the code itself."""
-    from langadapt.data.langid import lingua_language
-
-    try:
-        return lingua_language(code).name.title()
-    except LangadaptError:
-        return code
-
-
-JUDGE_PROMPT = (
-    "You are grading an assistant's answer, which must be written in {language}. Rate its grammar and its "
-    "relevance to the question on a scale from 1 (unusable) to 5 (excellent). Reply with the number only.\n\n"
-    "Question:\n{question}\n\nAnswer:\n{answer}"
-)
-
-
-class Judge:
-    """An OpenAI-compatible chat-completions endpoint that scores (question, answer) pairs from 1 to 5.
-
-    The API key is read from the environment variable the config names; it goes into the request header and
-    nowhere else (no log line, error message or manifest holds it).
-    """
-
-    RETRIES = 3
-    BACKOFF_SECONDS = 1.0
-
-    def __init__(self, settings: JudgeSettings, language: str):
-        self.url = settings.url.rstrip("/") + "/chat/completions"
-        self.model = settings.model
-        self.threshold = settings.threshold
-        self.workers = settings.workers
-        self.timeout = settings.timeout_seconds
-        self.prompt = settings.prompt or JUDGE_PROMPT
-        self.language = language_name(language)
-        self._key_env = settings.api_key_env
-        if not os.environ.get(self._key_env):
-            raise LangadaptError(
-                f"the judge needs an API key in the environment variable {self._key_env}, which is not set — "
-                "export it before the run"
-            )
-
-    def score_all(self, pairs: list[tuple[str, str]]) -> list[int | None]:
-        with ThreadPoolExecutor(self.workers) as pool:
-            return list(pool.map(lambda pair: self.score(*pair), pairs))
-
-    def score(self, question: str, answer: str) -> int | None:
-        content = self.prompt.format(language=self.language, question=question, answer=answer)
-        body = json.dumps({
-            "model": self.model, "temperature": 0, "max_tokens": 8,
-            "messages": [{"role": "user", "content": content}],
-        }).encode("utf-8")
-        reply = self._post(body)
-        try:
-            text = reply["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            return None
-        match = re.search(r"[1-5]", text or "")
-        return int(match.group()) if match else None
-
-    def _post(self, body: bytes) -> dict[str, Any]:
-        request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {os.environ.get(self._key_env, '')}",
-        })
-        attempt = 0
-        while True:
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return json.loads(response.read().decode("utf-8"))
-            except urllib.error.HTTPError as exc:
-                retryable = exc.code == 429 or exc.code >= 500
-                problem = f"HTTP {exc.code}" + (f" — check the key in {self._key_env}" if exc.code in (401, 403) else "")
-            except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as exc:
-                retryable, problem = True, type(exc).__name__
-            if not retryable or attempt == self.RETRIES:
-                raise LangadaptError(f"the judge at {self.url} failed: {problem}")
-            time.sleep(self.BACKOFF_SECONDS * 2**attempt)
-            attempt += 1
-
-
-
 def self_calibration_data(
-    settings: SftConfig, *, language: str, original_model: str, trust_remote_code: bool, out: Path, cache: Path
+    calibration: SelfCalibrationConfig, *, language: str, original_model: str, trust_remote_code: bool, out: Path,
+    cache: Path,
 ) -> tuple[list[Conversation], dict[str, Any]]:
     """The original model's greedy answers to the prompts, filtered, saved to `out` as a chat-format file."""
     from langadapt.models import load_model, load_tokenizer
 
-    calibration = settings.self_calibration
-    assert calibration is not None
     judge = Judge(calibration.judge, language) if calibration.judge is not None else None  # fails early on no key
     prompts = load_prompts(calibration.prompts)[: calibration.count]
     log.info("self-calibration: %s answers %d prompts", original_model, len(prompts))
@@ -274,6 +189,7 @@ def self_calibration_data(
         answers, min_chars=calibration.min_chars, max_chars=calibration.max_chars,
         drop_unfinished=calibration.drop_unfinished, language=language if calibration.language_filter else None,
         min_language_confidence=calibration.min_language_confidence, judge=judge,
+        threshold=calibration.judge.threshold if calibration.judge is not None else 4,
     )
     report.dropped.warn(log, len(answers), "self-calibration answers")
     conversations = [[*a.prompt, {"role": "assistant", "content": a.answer}] for a in kept]

@@ -78,7 +78,7 @@ def gather_sft_data(
         stats["copy_task"] = {**copy_stats, "examples": len(copies)}
     if settings.self_calibration is not None:
         answers, calibration_stats = self_calibration_data(
-            settings, language=language, original_model=original_model, trust_remote_code=trust_remote_code,
+            settings.self_calibration, language=language, original_model=original_model, trust_remote_code=trust_remote_code,
             out=data_dir / "self_calibration.jsonl", cache=cache_dir / "self_calibration.answers.jsonl",
         )
         conversations += answers

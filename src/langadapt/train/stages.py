@@ -221,10 +221,10 @@ def _sft_preflight(cfg: RunConfig) -> None:
                                  "sft.copy_task.instructions")
     if sft.self_calibration is not None:
         _files_preflight(sft.self_calibration.prompts, "sft.self_calibration.prompts")
-        judge = sft.self_calibration.judge
-        if judge is not None and not os.environ.get(judge.api_key_env):
-            raise LangadaptError(f"sft.self_calibration.judge needs an API key in the environment variable "
-                                 f"{judge.api_key_env}, which is not set — export it before the run")
+        if sft.self_calibration.judge is not None:
+            from langadapt.llm_client import read_key
+
+            read_key(sft.self_calibration.judge)  # the key is set, and never sent over plain http elsewhere
 
 
 def _job(cfg: RunConfig, ctx: StageContext) -> TuningJob:

@@ -76,16 +76,6 @@ def make_backend(settings: Any) -> Backend:
     return backend_class(settings)
 
 
-def language_name(code: str) -> str:
-    """English name of an ISO 639 code for prompts ('eu' -> 'Basque'); the code itself when lingua has none."""
-    from langadapt.data.langid import lingua_language
-
-    try:
-        return lingua_language(code.split("_")[0]).name.title()
-    except LangadaptError:
-        return code
-
-
 def fill(template: str, **values: str) -> str:
     """`template` with `{name}` replaced for the given names only, in one pass (other braces are left alone)."""
     slots = re.compile(r"\{(" + "|".join(map(re.escape, values)) + r")\}")

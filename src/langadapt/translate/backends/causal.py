@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from langadapt.translate.backends import Backend, fill, language_name
+from langadapt.data.langid import language_name
+from langadapt.translate.backends import Backend, fill
 from langadapt.translate.config import CausalBackendConfig
 
 if TYPE_CHECKING:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from langadapt.data.langid import language_name
 from langadapt.llm_client import ChatClient
-from langadapt.translate.backends import Backend, fill, language_name
+from langadapt.translate.backends import Backend, fill
 from langadapt.translate.config import EndpointBackendConfig
 
 
