@@ -20,9 +20,10 @@ class Registry(Generic[T]):
     """name → plug-in; built-ins come from `builtin_modules` (imported lazily) and are listed in that order
     whatever order they were imported in, plug-ins after them in registration order."""
 
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = (), module_of: Callable[[T], str] | None = None):
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] | Callable[[], tuple[str, ...]] = (),
+                 module_of: Callable[[T], str] | None = None):
         self.kind = kind
-        self.builtin_modules = builtin_modules
+        self._builtin_modules = builtin_modules  # or a function finding them (a package's modules, say)
         self.module_of = module_of  # the module that defines a plug-in (for the built-in order)
         self._items: dict[str, T] = {}
         self._loaded = False
@@ -41,6 +42,11 @@ class Registry(Generic[T]):
             return item
 
         return register
+
+    @property
+    def builtin_modules(self) -> tuple[str, ...]:
+        found = self._builtin_modules
+        return found() if callable(found) else found
 
     def load(self) -> None:
         if self._loaded:

@@ -10,7 +10,6 @@ Built-in modules are discovered with pkgutil, so adding a method is adding one f
 from __future__ import annotations
 
 import difflib
-import importlib
 import pkgutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import torch
 from pydantic import ValidationError
 
 from langadapt.errors import LangadaptError
+from langadapt.registry import Registry
 from langadapt.schema import Section
 from langadapt.vocab.token_map import TokenMap
 
@@ -123,7 +123,14 @@ class InitMethod:
         return result
 
 
-_METHODS: dict[str, InitMethod] = {}
+def _method_modules() -> tuple[str, ...]:
+    """Every module of `langadapt.embeddings.methods`: a new method is a new file there."""
+    from langadapt.embeddings import methods
+
+    return tuple(f"{methods.__name__}.{module.name}" for module in pkgutil.iter_modules(methods.__path__))
+
+
+METHODS: Registry[InitMethod] = Registry("init method", _method_modules)
 
 
 def init_method(name: str, *, options: type[Section] = NoOptions, needs_corpus: bool = False) -> Callable[[InitFn], InitFn]:
@@ -133,23 +140,19 @@ def init_method(name: str, *, options: type[Section] = NoOptions, needs_corpus: 
 
     def register(fn: InitFn) -> InitFn:
         doc = (fn.__doc__ or "").strip().split("\n")[0]
-        _METHODS[name] = InitMethod(name, fn, options, needs_corpus, doc)
+        METHODS.add(name, InitMethod(name, fn, options, needs_corpus, doc))
         return fn
 
     return register
 
 
 def unregister(name: str) -> None:
-    _METHODS.pop(name, None)
+    METHODS.remove(name)
 
 
 def registered_methods() -> dict[str, InitMethod]:
-    """Import every module of `langadapt.embeddings.methods`, then return the registry."""
-    from langadapt.embeddings import methods
-
-    for module in pkgutil.iter_modules(methods.__path__):
-        importlib.import_module(f"{methods.__name__}.{module.name}")
-    return dict(_METHODS)
+    """Every init method, the built-in modules imported first."""
+    return METHODS.items()
 
 
 def method_names(with_auto: bool = False) -> list[str]:
