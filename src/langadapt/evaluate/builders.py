@@ -1,10 +1,11 @@
-"""Build multiple-choice items from an aligned (English ↔ target) paragraph corpus.
+"""Build multiple-choice items from an aligned (English ↔ target) paragraph corpus, from real text.
 
-MMLU-style items with a long shared context, made from real text rather than a hub data set: the context
-is a passage of consecutive target-language paragraphs of one document; the question quotes one of them
-and asks for its English translation; the choices are that paragraph's English side and three English
-paragraphs of the same document (hard distractors: same topic, same vocabulary). Answering needs reading
-the target language, which is what adaptation should improve.
+- `translation_mc_items`: MMLU-style, a long shared context (consecutive target-language paragraphs of one
+  document); the question quotes one and asks for its English translation; the distractors are English
+  paragraphs of the same document. Hard for a 135M model: letter answers sit at chance.
+- `continuation_mc_items`: a cloze a small model can show signal on — the first half of a target-language
+  paragraph, and its true second half among the second halves of other paragraphs of the same document
+  (same topic, same words), scored as text continuations (`answer_format: continuation`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,42 @@ def translation_mc_items(
             answer=choices.index(target["en"]),
             context="\n".join(p[language] for p in passage),
         ))
+        if len(items) >= n:
+            break
+    return items
+
+
+def continuation_mc_items(
+    pairs: Iterable[dict[str, str]], language: str, *, n: int, seed: int = 0, min_chars: int = 60,
+    max_chars: int = 300,
+) -> list[McItem]:
+    """Up to `n` cloze items from records with `id` ("<document>#<paragraph>") and `<language>` text."""
+    documents: dict[str, list[str]] = defaultdict(list)
+    for pair in pairs:
+        text = " ".join(pair[language].split())
+        if min_chars <= len(text) <= max_chars:
+            documents[pair["id"].split("#")[0]].append(text)
+    rng = random.Random(seed)
+    items: list[McItem] = []
+    halves: list[tuple[str, str, str]] = []  # (document, start, rest)
+    for name in sorted(documents):
+        for text in dict.fromkeys(documents[name]):  # distinct paragraphs, in order
+            words = text.split(" ")
+            cut = max(2, round(len(words) * 0.5))
+            if cut >= len(words) - 1:
+                continue
+            halves.append((name, " ".join(words[:cut]), " ".join(words[cut:])))
+    rng.shuffle(halves)
+    by_document: dict[str, list[str]] = defaultdict(list)
+    for name, _, rest in halves:
+        by_document[name].append(rest)
+    for name, start, rest in halves:
+        others = sorted({r for r in by_document[name] if r != rest})
+        if len(others) < 3:
+            continue
+        choices = [rest, *rng.sample(others, 3)]
+        rng.shuffle(choices)
+        items.append(McItem(question=start, choices=choices, answer=choices.index(rest)))
         if len(items) >= n:
             break
     return items

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from langadapt.config import RunConfig
 
 Scoring = Literal["loglik", "loglik_norm", "first_token"]
-AnswerFormat = Literal["letter", "text"]
+AnswerFormat = Literal["letter", "text", "continuation"]  # continuation: the choice goes on from the question
 SCORINGS: tuple[Scoring, ...] = ("loglik", "loglik_norm", "first_token")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -124,7 +124,13 @@ class McFormat:
         return list(item.choices)
 
     def prompt(self, item: McItem, shots: list[McItem], tokenizer: PreTrainedTokenizerBase | None = None) -> str:
-        """The full prompt (few-shot examples + query + answer prefix) that every choice continues."""
+        """The full prompt (few-shot examples + query + answer prefix) that every choice continues. A
+        `continuation` item is a cloze: the prompt is the question text itself (the start of a passage) and each
+        choice is a way the passage could go on (HellaSwag / LAMBADA style, plain text only)."""
+        if self.answer_format == "continuation":
+            if self.chat_template:
+                raise LangadaptError("answer_format continuation scores plain text — set chat_template: false")
+            return "\n\n".join([*(f"{s.question} {s.choices[s.answer]}" for s in shots), item.question])
         if not self.chat_template:
             blocks = [f"{self.question_block(s)}\n{self.prefix} {self.answers(s)[s.answer]}" for s in shots]
             return "\n\n".join([*blocks, f"{self.question_block(item)}\n{self.prefix}"])
@@ -374,7 +380,9 @@ class McTask(EvalTask[dict[str, McTaskConfig], McInputs]):
         out = TaskOutput({})
         for name, task in setting.items():
             items, shots = inputs[name]
-            chat = model.chat(task.chat_template)
+            # a continuation item is plain text; "auto" never puts it in a chat template
+            plain = task.answer_format == "continuation" and task.chat_template == "auto"
+            chat = False if plain else model.chat(task.chat_template)
             fmt = McFormat(language=task.language or model.target_language, answer_format=task.answer_format,
                            answer_prefix=task.answer_prefix, chat_template=chat,
                            **({"template": task.template} if task.template else {}))
