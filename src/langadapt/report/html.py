@@ -290,6 +290,7 @@ _PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }}
+td:not(:last-child) {{ white-space: nowrap; }}
 th {{ background: #f4f4f4; }}
 section {{ margin-bottom: 2rem; }}
 figure.plot svg {{ max-width: 100%; height: auto; }}

@@ -67,5 +67,5 @@ def grouped_bar_svg(series: dict[str, dict[str, float]], ylabel: str,
     ax.set_xticks([g + width * (len(models) - 1) / 2 for g in range(len(groups))], groups)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small", ncols=min(len(models), 6))
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never on them
     return _svg(fig)
