@@ -32,15 +32,15 @@ def test_status_rows_carry_the_eval_regressions_and_the_lep_identity(tmp_path: P
     rows = {row["stage"]: row for row in run_status(run)}
     assert rows["lep"]["warnings"] == [SAME_MODEL]
     assert rows["eval"]["warnings"] == [
-        "regression: cpt ood bpc 5.1 (+1.5 vs base, 95 % interval +1.4 to +1.6)",
-        "regression: sft ood bpc 5.1 (+1.5 vs base, 95 % interval +1.4 to +1.6)",
+        "regression: cpt ood bpc 5.1 (+1.5 vs base, 95 % interval +1.5 to +1.5)",
+        "regression: sft ood bpc 5.1 (+1.5 vs base, 95 % interval +1.5 to +1.5)",
     ]
     assert rows["eval"]["metrics"]["regressions"] == 2
     assert rows["eval"]["metrics"]["sft ood bpc"] == 5.1
 
     shown = CliRunner().invoke(app, ["status", str(run)], terminal_width=400, env={"COLUMNS": "400"})
     assert shown.exit_code == 0, shown.output
-    assert "regression: cpt ood bpc 5.1 (+1.5 vs base, 95 % interval +1.4 to +1.6)" in shown.output
+    assert "regression: cpt ood bpc 5.1 (+1.5 vs base, 95 % interval +1.5 to +1.5)" in shown.output
     assert SAME_MODEL[:60] in shown.output
     as_json = CliRunner().invoke(app, ["status", str(run), "--json"])
     assert json.loads(as_json.output)[1]["warnings"] == rows["eval"]["warnings"]

@@ -1,9 +1,11 @@
 """Eval reports built by hand, with per-item data chosen so every interval and flag is known exactly.
 
 The Russian case of issue 13 in miniature: three eval sources (in-domain target, out-of-domain target,
-English), base → cpt → sft. cpt improves the in-domain source by exactly 1 bit/char on every document and
-makes the out-of-domain one worse by 1.4 / 1.5 / 1.6 bits/char on its three documents (a regression whose
-paired interval is exactly [1.4, 1.6]); sft changes nothing on bits/char.
+English) of ten 10-character documents, base → cpt → sft. cpt improves the in-domain source by exactly
+1 bit/char on every document and makes the out-of-domain one worse by exactly 1.5 bits/char on every
+document (a regression whose paired interval is the point 1.5); on English one document gets 1 bit worse
+(+0.01 bits/char overall, no clear change). sft changes no bits/char. MC has 4 items and copy 2: their
+changes get intervals but no verdict (fewer than `MIN_ITEMS` items).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from langadapt.evaluate.stages import eval_metrics
 from langadapt.evaluate.tasks import EVAL_TASKS
 from tests.tiny import EU_DEV
 
-CHARS = [10, 10, 10]
-BITS = {  # model -> source -> bits per document (10 characters each)
-    "base": {"dev": [31, 31, 31], "ood": [36, 36, 36], "english": [15, 15, 15]},
-    "cpt": {"dev": [21, 21, 21], "ood": [50, 51, 52], "english": [15, 15, 15]},
-    "sft": {"dev": [21, 21, 21], "ood": [50, 51, 52], "english": [15, 15, 15]},
+CHARS = [10] * 10
+BITS = {  # model -> source -> bits per document
+    "base": {"dev": [31] * 10, "ood": [36] * 10, "english": [15] * 10},
+    "cpt": {"dev": [21] * 10, "ood": [51] * 10, "english": [15] * 9 + [16]},
+    "sft": {"dev": [21] * 10, "ood": [51] * 10, "english": [15] * 9 + [16]},
 }
 CORRECT = {"base": [True, False, False, False], "cpt": [True, True, False, False], "sft": [True, True, True, True]}
 OUTPUTS = {"base": ["Kaixo mundua", "ez dakit"], "cpt": ["Kaixo mundua!", "Egun on"], "sft": ["Kaixo mundua", "Egun on"]}

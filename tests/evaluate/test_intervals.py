@@ -84,25 +84,30 @@ def test_rates_need_zero_one_values_and_ratios_one_denominator_each() -> None:
         ItemScores.ratio([1.0, 2.0], [1])
 
 
-def test_figure_table_flags_the_regression_and_each_stage_change() -> None:
+def test_figure_table_gives_intervals_and_flags_regressions_from_ten_items_up() -> None:
     # bits/char with scale 1: base 60/30 = 2.0; cpt adds 2, 4, 6 nats to the three 10-character documents.
     chars = [10, 10, 10]
     base = ItemScores.ratio([10, 20, 30], chars)
     cpt = ItemScores.ratio([12, 24, 36], chars)
-    sft = ItemScores.ratio([12, 24, 36], chars)
-    headlines = {"base": {"d bpc": 2.0, "tok/word": 3.0}, "cpt": {"d bpc": 2.4, "tok/word": 2.0},
-                 "sft": {"d bpc": 2.4, "tok/word": 2.0}}
-    items = {"base": {"d bpc": base}, "cpt": {"d bpc": cpt}, "sft": {"d bpc": sft}}
+    headlines = {"base": {"d bpc": 2.0, "tok/word": 3.0, "e bpc": 1.0}, "cpt": {"d bpc": 2.4, "tok/word": 2.0, "e bpc": 1.5},
+                 "sft": {"d bpc": 2.4, "tok/word": 2.0, "e bpc": 1.5}}
+    ten = [10] * 10
+    items = {"base": {"d bpc": base, "e bpc": ItemScores.ratio(ten, ten)},
+             "cpt": {"d bpc": cpt, "e bpc": ItemScores.ratio([15] * 10, ten)},
+             "sft": {"d bpc": cpt, "e bpc": ItemScores.ratio([15] * 10, ten)}}
     table = figure_table(headlines, items, "base")
     assert table["base"]["d bpc"] == {"value": 2.0, "low": 1.0, "high": 3.0, "n": 3, "lower_is_better": True}
-    # A resample of all-first (or all-last) documents has probability 1/27 > 2.5 %: the change spans 0.2..0.6.
+    # A resample of all-first (or all-last) documents has probability 1/27 > 2.5 %: the change spans 0.2..0.6,
+    # but three documents are too few for a verdict.
     assert table["cpt"]["d bpc"] == {"value": 2.4, "low": 1.2, "high": 3.6, "n": 3, "lower_is_better": True,
-                                     "delta": 0.4, "delta_low": 0.2, "delta_high": 0.6, "verdict": "worse"}
+                                     "delta": 0.4, "delta_low": 0.2, "delta_high": 0.6}
+    assert table["cpt"]["e bpc"] == {"value": 1.5, "low": 1.5, "high": 1.5, "n": 10, "lower_is_better": True,
+                                     "delta": 0.5, "delta_low": 0.5, "delta_high": 0.5, "verdict": "worse"}
     assert table["cpt"]["tok/word"] == {"value": 2.0, "delta": -1.0}  # no per-item data: no interval, no verdict
     assert regressions(table) == [
-        {"model": "cpt", "metric": "d bpc", "value": 2.4, "delta": 0.4, "delta_low": 0.2, "delta_high": 0.6},
-        {"model": "sft", "metric": "d bpc", "value": 2.4, "delta": 0.4, "delta_low": 0.2, "delta_high": 0.6}]
+        {"model": "cpt", "metric": "e bpc", "value": 1.5, "delta": 0.5, "delta_low": 0.5, "delta_high": 0.5},
+        {"model": "sft", "metric": "e bpc", "value": 1.5, "delta": 0.5, "delta_low": 0.5, "delta_high": 0.5}]
     steps = stage_changes(["base", "cpt", "sft"], headlines, items)
     assert [(s["stage"], s["from"]) for s in steps] == [("cpt", "base"), ("sft", "cpt")]
-    assert steps[0]["changes"]["d bpc"]["verdict"] == "worse"
-    assert steps[1]["changes"]["d bpc"] == {"delta": 0.0, "delta_low": 0.0, "delta_high": 0.0, "verdict": "same"}
+    assert steps[0]["changes"]["e bpc"]["verdict"] == "worse"
+    assert steps[1]["changes"]["e bpc"] == {"delta": 0.0, "delta_low": 0.0, "delta_high": 0.0, "verdict": "same"}

@@ -75,20 +75,21 @@ def test_every_eval_source_with_its_interval_change_and_regression_flag(page: st
     evaluation = section_of(page, "Evaluation")
     for source, language in (("dev", "eu"), ("ood", "eu"), ("english", "en")):
         assert f"{source} bpc <small>({language})</small>" in evaluation
-    assert ('<tr class="regression"><td>cpt</td><td>5.1</td><td>[5, 5.2]</td><td>+1.5</td><td>[+1.4, +1.6]</td>'
+    assert ('<tr class="regression"><td>cpt</td><td>5.1</td><td>[5.1, 5.1]</td><td>+1.5</td><td>[+1.5, +1.5]</td>'
             "<td>REGRESSION</td></tr>") in evaluation
     assert '<tr class="better"><td>cpt</td><td>2.1</td><td>[2.1, 2.1]</td><td>−1</td><td>[−1, −1]</td>' in evaluation
-    assert "<td>cpt</td><td>1.5</td><td>[1.5, 1.5]</td><td>0</td><td>[0, 0]</td><td>no clear change</td>" in evaluation
-    assert "<td>base</td><td>0.25</td><td>[0.04559, 0.6994]</td>" in evaluation  # Wilson 1/4
+    assert "<td>cpt</td><td>1.51</td><td>[1.5, 1.53]</td><td>+0.01</td><td>[0, +0.03]</td><td>no clear change</td>" in evaluation
+    assert "<td>sft</td><td>1</td><td>[0.51, 1]</td><td>+0.75</td><td>[+0.25, +1]</td><td>too few items (&lt; 10) to tell" in evaluation
+    assert "<td>base</td><td>0.25</td><td>[0.0456, 0.699]</td>" in evaluation  # Wilson 1/4
     assert evaluation.count('class="regression"') == 2  # cpt and sft on the out-of-domain source
 
 
 def test_what_each_stage_bought_and_the_samples(page: str) -> None:
     bought = section_of(page, "What each stage bought")
     assert "<th>cpt (vs base)</th><th>sft (vs cpt)</th>" in bought
-    assert ('<td>ood bpc</td><td><span class="regression">+1.5</span> <small>[+1.4, +1.6]</small></td>'
-            "<td>0 <small>[0, 0]</small></td>") in bought
-    assert "<td>mc:t loglik</td><td>+0.25 <small>[0, +0.75]</small></td><td>+0.5 <small>[0, +1]</small></td>" in bought
+    assert ('<td>ood bpc</td><td><span class="regression">+1.5</span><br><small>[+1.5, +1.5]</small></td>'
+            "<td>0<br><small>[0, 0]</small></td>") in bought
+    assert "<td>mc:t loglik</td><td>+0.25<br><small>[0, +0.75]</small></td><td>+0.5<br><small>[0, +1]</small></td>" in bought
     samples = section_of(page, "Sample generations")
     assert "<th>original (base)</th><th>final (sft)</th>" in samples
     assert ('<td><div class="gen">Egun on</div></td><td><div class="gen">ez dakit</div></td>'
@@ -98,7 +99,7 @@ def test_what_each_stage_bought_and_the_samples(page: str) -> None:
 def test_warnings_stages_training_and_lep(page: str) -> None:
     warnings = section_of(page, "Warnings")
     assert "<li>lep: models.instruct is models.base" in warnings
-    assert "<li>eval: regression: cpt ood bpc 5.1 (+1.5 vs base, 95 % interval +1.4 to +1.6)</li>" in warnings
+    assert "<li>eval: regression: cpt ood bpc 5.1 (+1.5 vs base, 95 % interval +1.5 to +1.5)</li>" in warnings
     stages = section_of(page, "Stages")
     assert "<td>cpt</td><td></td><td>1.5 s</td><td>12,288</td><td>—</td><td>final loss = 8</td>" in stages
     assert "<td>sft</td><td></td><td>1.5 s</td><td>3,042</td><td>48</td>" in stages

@@ -2,7 +2,8 @@
 original) and the change each stage made to the model before it.
 
 A change has a paired interval where both models carry per-item data for the figure (`intervals.py`); it is
-a regression when that interval lies entirely on the worse side of zero. Figures without per-item data
+a regression when that interval lies entirely on the worse side of zero (and rests on at least `MIN_ITEMS`
+items). Figures without per-item data
 (tokens/word, words/s, ROUGE, a plug-in's numbers) get their value and change, and no verdict.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
-from langadapt.evaluate.intervals import ItemScores, interval, paired_change, verdict
+from langadapt.evaluate.intervals import MIN_ITEMS, ItemScores, interval, paired_change, verdict
 
 Headlines = dict[str, dict[str, float]]  # model label -> figure label -> value
 Items = dict[str, dict[str, ItemScores]]  # model label -> figure label -> its per-item data
@@ -23,13 +24,15 @@ def _round(value: float) -> float:
 
 def change(before: float, after: float, before_items: ItemScores | None,
            after_items: ItemScores | None) -> dict[str, Any]:
-    """after − before, with its paired interval and verdict when both have per-item data on the same items."""
+    """after − before, with its paired interval when both have per-item data on the same items, and a verdict
+    when they are at least `MIN_ITEMS`."""
     out: dict[str, Any] = {"delta": _round(after - before)}
     if before_items is not None and after_items is not None:
         ci = paired_change(before_items, after_items)
         if ci is not None:
-            out.update(delta_low=_round(ci[0]), delta_high=_round(ci[1]),
-                       verdict=verdict(ci, before_items.lower_is_better))
+            out.update(delta_low=_round(ci[0]), delta_high=_round(ci[1]))
+            if before_items.n >= MIN_ITEMS:
+                out["verdict"] = verdict(ci, before_items.lower_is_better)
     return out
 
 

@@ -7,6 +7,10 @@
 - the change between two models scored on the same items is a *paired* bootstrap: both models' statistic
   on the same resampled items, so what is hard for both cancels and the interval is as narrow as the data
   allows. A change is a regression when its whole interval lies on the worse side of zero.
+
+A verdict needs at least `MIN_ITEMS` items: on a handful the percentile bootstrap is far too narrow (three
+items that all got worse give an interval that excludes zero, while an exact sign test cannot reject
+"no change" with fewer than six). Below that the interval is still reported, without a verdict.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 LEVEL = 0.95
 RESAMPLES = 2000
 SEED = 0
+MIN_ITEMS = 10  # items (documents, questions, prompts) a change needs before it is called better or worse
 
 Interval = tuple[float, float]
 Verdict = Literal["worse", "better", "same"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from langadapt.evaluate.intervals import MIN_ITEMS
 from langadapt.report.markup import columns_of, escape, fmt, is_number, section, signed, span, table
 from langadapt.report.plots import grouped_bar_svg
 
@@ -31,6 +32,8 @@ def evaluation_section(eval_metrics: dict[str, Any]) -> str:
             entry = figures.get(label, {}).get(metric) or _plain_entry(models, reference, label, metric)
             head = f'<td rowspan="{len(present)}">{_figure_name(metric, sources, entry)}</td>' if k == 0 else None
             verdict = "reference" if label == reference else VERDICT_TEXT.get(entry.get("verdict"), "")
+            if not verdict and "delta_low" in entry:
+                verdict = f"too few items (< {MIN_ITEMS}) to tell"
             cells = [escape(label), escape(fmt(entry.get("value"))), span(entry.get("low"), entry.get("high")),
                      signed(entry.get("delta")) if label != reference else "",
                      span(entry.get("delta_low"), entry.get("delta_high"), sign=True), escape(verdict)]
@@ -38,9 +41,10 @@ def evaluation_section(eval_metrics: dict[str, Any]) -> str:
             classes.append(_css(entry.get("verdict")))
     note = (f"<p>Changes (Δ) are against <b>{escape(reference)}</b>, with the 95 % interval of the change from a "
             "<i>paired</i> bootstrap over the same documents/items; a change is a REGRESSION (red) when that whole "
-            "interval lies on the worse side. Intervals of a figure: bits/char — bootstrap over documents (2,000 "
-            "resamples) of Σ NLL / Σ characters; rates — Wilson; mean scores — bootstrap of the mean. Compare "
-            "models with different tokenizers by bits/char, never by token perplexity.</p>")
+            f"interval lies on the worse side (judged from {MIN_ITEMS} items up). Intervals of a figure: bits/char — "
+            "bootstrap over documents (2,000 resamples) of Σ NLL / Σ characters; rates — Wilson; mean scores — "
+            "bootstrap of the mean. Compare models with different tokenizers by bits/char, never by token "
+            "perplexity.</p>")
     header = ["figure", "model", "value", "95 % interval", f"Δ vs {reference}", "95 % interval of Δ", "verdict"]
     return section("Evaluation", note + _rowspan_table(header, rows, classes) + _bpc_plot(models, figures))
 
@@ -60,7 +64,7 @@ def stage_changes_section(eval_metrics: dict[str, Any]) -> str:
             css = _css(change.get("verdict"))
             value = f'<span class="{css}">{escape(signed(change["delta"]))}</span>' if css else escape(signed(change["delta"]))
             interval = span(change.get("delta_low"), change.get("delta_high"), sign=True)
-            cells.append(f"{value} <small>{interval}</small>" if interval else value)
+            cells.append(f"{value}<br><small>{interval}</small>" if interval else value)
         rows.append(cells)
     header = ["figure", *(f"{step['stage']} (vs {step['from']})" for step in steps)]
     note = ("<p>The change each stage's model made to each figure, against the model before it in the pipeline, "

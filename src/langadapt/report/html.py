@@ -37,6 +37,7 @@ from langadapt.report.markup import (
     seconds,
     section,
     table,
+    timestamp,
 )
 from langadapt.report.plots import bar_svg, lines_svg
 from langadapt.runstore import RunStore, now_iso
@@ -133,13 +134,13 @@ def _stages_table(run: RunView) -> str:
         metrics = manifest.get("metrics", {})
         headline = ", ".join(f"{k} = {fmt(v)}" for k, v in headline_metrics(manifest).items())
         tokens, examples = _volume(metrics)
-        rows.append([name, manifest.get("ended_at", ""), seconds(manifest.get("wall_seconds")), fmt(tokens),
+        rows.append([name, timestamp(manifest.get("ended_at")), seconds(manifest.get("wall_seconds")), fmt(tokens),
                      fmt(examples), headline])
     total = sum(m.get("wall_seconds") or 0 for m in run.manifests.values())
     note = (f"<p>Total wall time {seconds(total)}. Tokens: cpt — tokens trained on (steps × batch × context); "
             "sft/dpo — tokens of their training examples, when their data statistics count them; pack — tokens "
             "packed.</p>")
-    return section("Stages", table(["stage", "ended", "wall", "tokens", "examples", "headline"], rows) + note)
+    return section("Stages", table(["stage", "ended (UTC)", "wall", "tokens", "examples", "headline"], rows) + note)
 
 
 def _volume(metrics: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -292,7 +293,7 @@ table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }}
 td:not(:last-child) {{ white-space: nowrap; }}
 th {{ background: #f4f4f4; }}
-section {{ margin-bottom: 2rem; }}
+section {{ margin-bottom: 2rem; overflow-x: auto; }}
 figure.plot svg {{ max-width: 100%; height: auto; }}
 small {{ color: #666; }}
 tr.regression td {{ background: #fde2e2; color: #a00; font-weight: 600; }}

@@ -67,19 +67,25 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def signed(value: Any) -> str:
+def signed(value: Any, digits: int = 4) -> str:
     """A change: '+0.25', '−1.5' (a real minus sign), '0'."""
     if not is_number(value):
         return "—"
-    return f"{value:+.4g}".replace("-", "−") if value != 0 else "0"
+    return f"{value:+.{digits}g}".replace("-", "−") if value != 0 else "0"
 
 
 def span(low: Any, high: Any, *, sign: bool = False) -> str:
-    """'[low, high]' (signed for changes), or '' when there is no interval."""
+    """'[low, high]' to 3 significant digits (signed for changes), or '' when there is no interval."""
     if not (is_number(low) and is_number(high)):
         return ""
-    show = signed if sign else fmt
-    return f"[{show(low)}, {show(high)}]"
+    if sign:
+        return f"[{signed(low, 3)}, {signed(high, 3)}]"
+    return f"[{low:.3g}, {high:.3g}]"
+
+
+def timestamp(value: Any) -> str:
+    """'2026-12-01T13:16:24+00:00' → '2026-12-01 13:16:24' (manifests are written in UTC)."""
+    return str(value or "").replace("T", " ").split("+")[0]
 
 
 def pct(value: Any) -> str:
