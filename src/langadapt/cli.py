@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from langadapt.errors import LangadaptError
@@ -150,6 +151,8 @@ def status(
         metrics = "  ".join(f"{k}={_fmt(v)}" for k, v in row["metrics"].items())
         if row.get("error"):
             metrics = row["error"]
+        for line in row.get("warnings", []):
+            metrics += f"\n[red]{escape(line)}[/red]"
         wall = f"{row['wall_seconds']:.1f}s" if row.get("wall_seconds") is not None else ""
         style = colours.get(row["status"], "")
         ended = (row.get("ended_at") or "").replace("T", " ").split("+")[0]

@@ -1,4 +1,8 @@
-"""What `langadapt status RUN_DIR` shows: each stage's state, timing and headline metrics."""
+"""What `langadapt status RUN_DIR` shows: each stage's state, timing, headline metrics and warnings.
+
+A stage's warnings are the one-line strings it put under `metrics["warnings"]` (the eval stage's
+regressions beyond their interval, LEP with the instruct model equal to the base): shown loudly, not buried.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,12 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
                 ended_at=manifest.get("ended_at"),
                 wall_seconds=manifest.get("wall_seconds"),
                 metrics=headline_metrics(manifest),
+                warnings=stage_warnings(manifest),
             )
         rows.append(row)
     return rows
+
+
+def stage_warnings(manifest: dict[str, Any]) -> list[str]:
+    warnings = manifest.get("metrics", {}).get("warnings", [])
+    return [str(line) for line in warnings] if isinstance(warnings, list) else []

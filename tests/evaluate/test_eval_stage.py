@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from langadapt.cli import app
 from langadapt.config import validate_config
 from langadapt.data.corpus import eval_file, read_texts
 from langadapt.errors import LangadaptError
+from langadapt.evaluate.intervals import ItemScores, interval, wilson
 from langadapt.pipeline import check, run_pipeline
 from langadapt.runstore import RunStore
 from tests.evaluate.conftest import reference_bits_per_char
@@ -57,19 +59,49 @@ def test_eval_stage_writes_reports_and_metrics(tmp_path: Path, tiny_llama: Path,
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     expected = reference_bits_per_char(model.eval(), AutoTokenizer.from_pretrained(tiny_llama), texts)
     assert report["bpc"]["eu_dev"]["bits_per_char"] == pytest.approx(expected, rel=1e-5)
-    assert report["headline"]["eu bpc"] == round(expected, 4)
-    assert set(report["headline"]) >= {"eu bpc", "en bpc", "eu tok/word", "mc:translation loglik",
-                                       "mc:translation loglik_norm", "copy:sentences len", "gen words/s"}
+    assert report["headline"]["eu_dev bpc"] == round(expected, 4)
+    assert set(report["headline"]) >= {"eu_dev bpc", "en_dev bpc", "eu_dev tok/word", "en_dev tok/word",
+                                       "mc:translation loglik", "mc:translation loglik_norm", "copy:sentences len",
+                                       "gen words/s"}
+    documents = report["bpc"]["eu_dev"]["per_document"]
+    assert documents["characters"] == [len(t) for t in texts]
+    assert sum(documents["nll_nats"]) == pytest.approx(report["bpc"]["eu_dev"]["nll_nats"], rel=1e-6)
+    assert report["bpc"]["en_dev"]["language"] == "en"
     assert report["mc"]["translation"]["n"] == 3
+    assert all(item["loglik"]["correct"] == (item["loglik"]["prediction"] == item["answer"])
+               for item in report["mc"]["translation"]["items"])
     assert all(len(item["reference"]) <= 60 for item in report["copy"]["sentences"]["items"])
 
     metrics = RunStore(tmp_path / "run").manifest("eval")["metrics"]
     assert metrics["skipped"] == ["cpt"]
     assert metrics["models"]["base"] == report["headline"]
-    assert metrics["summary"]["base eu bpc"] == report["headline"]["eu bpc"]
-    assert "qwen2 en bpc" in metrics["summary"]
+    assert metrics["sources"] == {"eu_dev": "eu", "en_dev": "en"} and metrics["reference"] == "base"
+    # every figure with per-item data has its interval, recomputed here from the stored per-item data
+    qwen = json.loads((out / "qwen2.json").read_text())
+    for label, model_report in (("base", report), ("qwen2", qwen)):
+        scored = model_report["bpc"]["en_dev"]
+        scores = ItemScores.ratio(scored["per_document"]["nll_nats"], scored["per_document"]["characters"],
+                                  scale=1 / math.log(2))
+        figure = metrics["figures"][label]["en_dev bpc"]
+        assert (figure["low"], figure["high"]) == pytest.approx(interval(scores), abs=1e-6)
+        assert figure["low"] <= figure["value"] <= figure["high"]
+    accuracy = metrics["figures"]["base"]["mc:translation loglik"]
+    correct = sum(item["loglik"]["correct"] for item in report["mc"]["translation"]["items"])
+    assert (accuracy["low"], accuracy["high"]) == pytest.approx(wilson(correct, 3), abs=1e-6)
+    change = metrics["figures"]["qwen2"]["en_dev bpc"]
+    assert change["delta"] == pytest.approx(qwen["headline"]["en_dev bpc"] - report["headline"]["en_dev bpc"], abs=1e-6)
+    assert change["delta_low"] <= change["delta"] <= change["delta_high"]
+    worse = [(m, f) for m, rows in metrics["figures"].items() for f, e in rows.items() if e.get("verdict") == "worse"]
+    assert [(r["model"], r["metric"]) for r in metrics["regressions"]] == worse
+    assert len(metrics["warnings"]) == len(worse)
+    assert metrics["summary"]["base eu_dev bpc"] == report["headline"]["eu_dev bpc"]
+    assert {"base en_dev bpc", "qwen2 eu_dev bpc", "qwen2 en_dev bpc"} <= set(metrics["summary"])
+    assert metrics["chain"] == ["base"]  # qwen2 is an extra model, not a stage of this run
+    samples = metrics["samples"]["copy:sentences"]
+    assert (samples["original"], samples["final"]) == ("base", "qwen2")
+    assert [s["final"] for s in samples["items"]] == [i["prediction"] for i in qwen["copy"]["sentences"]["items"]]
     table = (out / "comparison.md").read_text().splitlines()
-    assert table[0].startswith("| model | eu bpc |") and table[2].startswith("| base |")
+    assert table[0].startswith("| model | eu_dev bpc |") and table[2].startswith("| base |")
 
     result = CliRunner().invoke(app, ["eval", "compare", str(out / "base.json"), str(out / "qwen2.json"), "--csv"])
     assert result.exit_code == 0, result.output

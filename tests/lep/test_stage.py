@@ -48,6 +48,7 @@ def test_embed_and_lep_stages_write_models_and_metrics_and_skip_when_unchanged(
     assert embed["new_rows"] == len(token_map.new_ids()) > 0 and embed["kept_rows"] == token_map.base_vocab_size
     assert embed["summary"]["new rows"] == embed["new_rows"]
     assert lep["donor_stage"] == "embed" and lep["method"] == "conversion"
+    assert lep["same_model"] is False and lep["warnings"] == []
     assert set(lep["maps"]) == {"embed_tokens", "lm_head"} and lep["maps"]["lm_head"]["residual"] > 0
     assert lep["summary"]["embed_tokens residual"] == lep["maps"]["embed_tokens"]["residual"]
     model = AutoModelForCausalLM.from_pretrained(run / "lep" / "model")
@@ -60,6 +61,20 @@ def test_embed_and_lep_stages_write_models_and_metrics_and_skip_when_unchanged(
     changed = validate_config(config(tmp_path, tiny_instruct_pair.base, tiny_instruct_pair.instruct,
                                      embed={"method": "mean"}, lep={"method": "swap"}), base_dir=tmp_path)
     assert [r.status for r in run_pipeline(changed)] == ["skipped"] * 3 + ["ran"]
+
+
+def test_lep_with_the_base_as_instruct_model_says_so_and_records_it(tmp_path: Path, tiny_instruct_pair, caplog) -> None:
+    from langadapt.lep.stages import SAME_MODEL
+
+    base = tiny_instruct_pair.base
+    cfg = validate_config(config(tmp_path, base, base, embed={"method": "mean"}, lep={"method": "conversion"}),
+                          base_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="langadapt"):
+        run_pipeline(cfg)
+    lep = RunStore(tmp_path / "run").manifest("lep")["metrics"]
+    assert lep["same_model"] is True and lep["warnings"] == [SAME_MODEL]
+    assert all(fit["identity_deviation"] < 1e-6 for fit in lep["maps"].values())
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"].count(SAME_MODEL) == 1
 
 
 def test_lep_without_an_instruct_model_is_refused_by_validate(tmp_path: Path, tiny_llama: Path) -> None:

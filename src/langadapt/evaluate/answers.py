@@ -18,9 +18,10 @@ from pydantic import Field
 
 from langadapt.errors import LangadaptError
 from langadapt.evaluate.generation import generate_greedy
+from langadapt.evaluate.intervals import ItemScores
 from langadapt.evaluate.langid import detect_languages
 from langadapt.evaluate.taskfile import read_task_records
-from langadapt.evaluate.tasks import EvalModel, EvalTask, TaskOutput, eval_task
+from langadapt.evaluate.tasks import EvalModel, EvalTask, Sample, TaskOutput, eval_task
 from langadapt.judge import Judge, JudgeConfig
 from langadapt.preflight import input_files_checked
 from langadapt.schema import InputPath, Section
@@ -83,6 +84,7 @@ def generate_task(
     languages = detect_languages(answers)
     metrics: dict[str, Any] = {
         "n": len(items),
+        "language": language,
         "target_language_rate": round(sum(code == language for code in languages) / len(items), 6),
         "words_per_second": round(run.words_per_second, 3),
         "tokens_per_second": round(run.tokens_per_second, 3),
@@ -152,3 +154,13 @@ class GenerateTask(EvalTask[dict[str, GenerateTaskConfig], dict[str, list[Prompt
                 if outcome.get(key) is not None:
                     out.headline[f"gen:{name} {key}"] = outcome[key]
         return out
+
+    def item_scores(self, setting: dict[str, GenerateTaskConfig], report: dict[str, Any]) -> dict[str, ItemScores]:
+        """The target-language rate as the share of answers language ID reads as the task's language."""
+        return {f"gen:{name} {task['language']} rate":
+                ItemScores.successes([item["language"] == task["language"] for item in task["items"]])
+                for name, task in report.items() if "language" in task}
+
+    def samples(self, setting: dict[str, GenerateTaskConfig], report: dict[str, Any]) -> dict[str, list[Sample]]:
+        return {f"gen:{name}": [Sample(item["prompt"], item["answer"]) for item in task["items"]]
+                for name, task in report.items()}

@@ -5,7 +5,8 @@ with longer tokens has a higher token perplexity for the same model quality). So
 every document is scored: each document is encoded without special tokens and preceded by one prefix
 token (the tokenizer's BOS, else its EOS — lm-evaluation-harness' `prefix_token_id` convention), so its
 first token is predicted too. The total negative log-likelihood is divided by the characters and by the
-UTF-8 bytes of the documents, in bits.
+UTF-8 bytes of the documents, in bits. Each document's NLL, characters and bytes are kept too: the eval
+task stores them, and its 95 % interval is a bootstrap over documents (`intervals.py`).
 
 Documents longer than `max_length` tokens are scored with a sliding window: each window scores at most
 `stride` new tokens and gives them the preceding `max_length - stride` (or more) tokens as context.
@@ -16,13 +17,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from langadapt.errors import LangadaptError
+from langadapt.evaluate.intervals import ItemScores
 from langadapt.evaluate.tasks import (
     EvalModel,
     EvalTask,
@@ -51,6 +53,9 @@ class BpcResult:
     words: int
     tokens: int  # scored tokens = the documents' tokens (the prefix token is context only)
     nll_nats: float  # total negative log-likelihood, natural log
+    document_nll: tuple[float, ...] = field(default=(), repr=False)  # per document, nats, in input order
+    document_characters: tuple[int, ...] = field(default=(), repr=False)
+    document_bytes: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def bits(self) -> float:
@@ -77,15 +82,21 @@ class BpcResult:
     def chars_per_token(self) -> float:
         return self.characters / self.tokens
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, with_documents: bool = False) -> dict[str, Any]:
+        totals = ("documents", "characters", "bytes", "words", "tokens", "nll_nats")
         ratios = ("bits_per_char", "bits_per_byte", "token_perplexity", "tokens_per_word", "chars_per_token")
-        return {**asdict(self), **{name: round(getattr(self, name), 6) for name in ratios}}
+        out = {**{name: getattr(self, name) for name in totals}, **{name: round(getattr(self, name), 6) for name in ratios}}
+        if with_documents:
+            out["per_document"] = {"nll_nats": [round(v, 6) for v in self.document_nll],
+                                   "characters": list(self.document_characters), "bytes": list(self.document_bytes)}
+        return out
 
 
 @dataclass(frozen=True)
 class _Window:
     ids: list[int]
     first_scored: int  # index inside `ids` of the first token whose log-probability counts
+    document: int = 0  # index of the document it scores
 
 
 def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
@@ -134,7 +145,9 @@ def bits_per_character(
     batch_tokens = batch_tokens or max(64, 2**24 // vocab)
     prefix = prefix_token_id(tokenizer)
 
-    documents = characters = n_bytes = words = tokens = 0
+    words = tokens = 0
+    chars: list[int] = []
+    n_bytes: list[int] = []
     windows: list[_Window] = []
     batch: list[str] = []
 
@@ -142,17 +155,18 @@ def bits_per_character(
         nonlocal tokens
         if not batch:
             return
-        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+        first = len(chars) - len(batch)
+        for offset, ids in enumerate(tokenizer(batch, add_special_tokens=False)["input_ids"]):
             tokens += len(ids)
-            windows.extend(sliding_windows([prefix, *ids], max_length, stride))
+            windows.extend(_Window(w.ids, w.first_scored, first + offset)
+                           for w in sliding_windows([prefix, *ids], max_length, stride))
         batch.clear()
 
     for text in texts:
         if not text:
             continue
-        documents += 1
-        characters += len(text)
-        n_bytes += len(text.encode("utf-8"))
+        chars.append(len(text))
+        n_bytes.append(len(text.encode("utf-8")))
         words += len(text.split())
         batch.append(text)
         if len(batch) >= 256:
@@ -163,7 +177,7 @@ def bits_per_character(
 
     device = next(model.parameters()).device
     windows.sort(key=lambda w: len(w.ids), reverse=True)
-    nll = 0.0
+    nll = [0.0] * len(chars)
     start = 0
     with torch.inference_mode():
         while start < len(windows):
@@ -180,14 +194,17 @@ def bits_per_character(
                 attention[row, :n] = 1
                 labels[row, window.first_scored : n] = input_ids[row, window.first_scored : n]
             logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
-            nll += F.cross_entropy(
+            per_token = F.cross_entropy(
                 logits[:, :-1].float().reshape(-1, logits.shape[-1]),
                 labels[:, 1:].reshape(-1).to(device),
                 ignore_index=-100,
-                reduction="sum",
-            ).item()
+                reduction="none",
+            )
+            for window, window_nll in zip(chunk, per_token.view(len(chunk), -1).sum(-1).tolist(), strict=True):
+                nll[window.document] += window_nll
             del logits
-    return BpcResult(documents, characters, n_bytes, words, tokens, nll)
+    return BpcResult(len(chars), sum(chars), sum(n_bytes), words, tokens, sum(nll), tuple(nll), tuple(chars),
+                     tuple(n_bytes))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -226,15 +243,10 @@ class BpcTask(EvalTask[BpcConfig, list[TextSet]]):
                 raise LangadaptError(problem)
 
     def read_inputs(self, setting: BpcConfig, cfg: RunConfig, data_dir: Path) -> list[TextSet]:
-        from langadapt.evaluate.langid import warn_if_not
-
         sets = []
         for name in setting.sources or list(cfg.data.eval_sources):
             language = cfg.data.eval_sources[name].language
-            texts = eval_texts(data_dir, name, setting.max_texts)
-            if language:
-                warn_if_not(texts, language, f"eval source '{name}'")
-            sets.append(TextSet(name, language, texts))
+            sets.append(TextSet(name, language, eval_texts(data_dir, name, setting.max_texts, language=language)))
         return sets
 
     def run(self, setting: BpcConfig, inputs: list[TextSet], model: EvalModel) -> TaskOutput:
@@ -242,10 +254,19 @@ class BpcTask(EvalTask[BpcConfig, list[TextSet]]):
         for text_set in inputs:
             result = bits_per_character(model.model, model.tokenizer, text_set.texts, max_length=setting.max_length,
                                         stride=setting.stride)
-            out.report[text_set.name] = {"language": text_set.language, **result.to_dict()}
-            tag = text_set.language or text_set.name
-            out.headline.setdefault(f"{tag} bpc", round(result.bits_per_char, 4))
-            out.headline.setdefault(f"{tag} tok/word", round(result.tokens_per_word, 4))
+            out.report[text_set.name] = {"language": text_set.language, **result.to_dict(with_documents=True)}
+            out.headline[f"{text_set.name} bpc"] = round(result.bits_per_char, 4)
+            out.headline[f"{text_set.name} tok/word"] = round(result.tokens_per_word, 4)
             log.info("%s: %s %.4f bits/char, %.3f tokens/word", model.spec.label, text_set.name,
                      result.bits_per_char, result.tokens_per_word)
         return out
+
+    def item_scores(self, setting: BpcConfig, report: dict[str, Any]) -> dict[str, ItemScores]:
+        """Each source's bits/char as Σ NLL / Σ characters over its documents (in bits)."""
+        scores = {}
+        for name, scored in report.items():
+            documents = scored.get("per_document")
+            if documents:
+                scores[f"{name} bpc"] = ItemScores.ratio(documents["nll_nats"], documents["characters"],
+                                                         scale=1 / math.log(2), lower_is_better=True)
+        return scores

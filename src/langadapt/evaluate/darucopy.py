@@ -23,9 +23,11 @@ from pydantic import Field, model_validator
 
 from langadapt.errors import LangadaptError
 from langadapt.evaluate.generation import Generation, generate_greedy
+from langadapt.evaluate.intervals import ItemScores
 from langadapt.evaluate.tasks import (
     EvalModel,
     EvalTask,
+    Sample,
     TaskOutput,
     eval_task,
     eval_texts,
@@ -111,7 +113,7 @@ def score_copies(
             score = 1.0 if ratio >= LCS_THRESHOLD else 0.0
             detail = {"lcs_ratio": round(ratio, 6)}
         items.append({"reference": reference, "prediction": output.text, "generated_tokens": output.tokens,
-                      "score": score, **detail})
+                      "score": score, "exact": output.text == reference.strip(), **detail})
     return (fmean(item["score"] for item in items) if items else 0.0), items
 
 
@@ -136,7 +138,7 @@ def copy_task(
     score, items = score_copies(tokenizer, texts, run.outputs, kind, max_new_tokens)
     chars = sum(len(g.text) for g in run.outputs)
     tokens = sum(g.tokens for g in run.outputs)
-    exact = fmean(g.text == t.strip() for g, t in zip(run.outputs, texts, strict=True)) if texts else 0.0
+    exact = fmean(item["exact"] for item in items) if items else 0.0
     return CopyResult(kind, score, exact, chars / tokens if tokens else 0.0, run.words_per_second, items)
 
 
@@ -186,7 +188,10 @@ class CopyTask(EvalTask[dict[str, CopyTaskConfig], dict[str, list[str]]]):
 
         texts = {}
         for name, task in setting.items():
-            pool = eval_texts(data_dir, task.source) if task.source is not None else read_text_file(task.path)
+            if task.source is not None:
+                pool = eval_texts(data_dir, task.source, language=cfg.data.eval_sources[task.source].language)
+            else:
+                pool = read_text_file(task.path)
             chosen = [t for t in pool if len(t) >= task.min_chars and (task.max_chars is None or len(t) <= task.max_chars)]
             if not chosen:
                 raise LangadaptError(f"eval.copy.{name}: no text has between {task.min_chars} and {task.max_chars} "
@@ -202,7 +207,24 @@ class CopyTask(EvalTask[dict[str, CopyTaskConfig], dict[str, list[str]]]):
                                language=task.language or model.target_language, instruction=task.instruction,
                                chat_template=chat, max_new_tokens=task.max_new_tokens)
             out.report[name] = {**result.to_dict(), "chat_template": chat}
-            out.headline[f"copy:{name} {'len' if task.kind == 'sentence' else 'lcs'}"] = round(result.score, 4)
+            out.headline[_label(name, task.kind)] = round(result.score, 4)
             out.headline.setdefault("gen words/s", round(result.words_per_second, 3))
             log.info("%s: copy %s %.3f", model.spec.label, name, result.score)
         return out
+
+    def item_scores(self, setting: dict[str, CopyTaskConfig], report: dict[str, Any]) -> dict[str, ItemScores]:
+        """`len` as the mean of per-item length scores; `lcs` (0/1 per item) as a rate."""
+        scores = {}
+        for name, task in report.items():
+            values = [item["score"] for item in task["items"]]
+            sentence = task["kind"] == "sentence"
+            scores[_label(name, task["kind"])] = ItemScores.mean(values) if sentence else ItemScores.successes(values)
+        return scores
+
+    def samples(self, setting: dict[str, CopyTaskConfig], report: dict[str, Any]) -> dict[str, list[Sample]]:
+        return {f"copy:{name}": [Sample(item["reference"], item["prediction"]) for item in task["items"]]
+                for name, task in report.items()}
+
+
+def _label(name: str, kind: str) -> str:
+    return f"copy:{name} {'len' if kind == 'sentence' else 'lcs'}"

@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 
 from langadapt.errors import LangadaptError
 from langadapt.evaluate.generation import require_chat_template
+from langadapt.evaluate.intervals import ItemScores
 from langadapt.evaluate.taskfile import read_task_records
 from langadapt.evaluate.tasks import EvalModel, EvalTask, TaskOutput, eval_task
 from langadapt.preflight import input_files_checked
@@ -312,7 +313,8 @@ def evaluate_mc(
         for scoring in scorings:
             prediction = _argmax(scores[scoring])
             correct[scoring] += prediction == item.answer
-            record[scoring] = {"prediction": prediction, "scores": [round(s, 6) for s in scores[scoring]]}
+            record[scoring] = {"prediction": prediction, "correct": prediction == item.answer,
+                               "scores": [round(s, 6) for s in scores[scoring]]}
         results.append(record)
     accuracy = {s: correct[s] / len(items) for s in scorings}
     return McResult(task, len(items), accuracy, results)
@@ -392,3 +394,9 @@ class McTask(EvalTask[dict[str, McTaskConfig], McInputs]):
             for scoring, accuracy in result.accuracy.items():
                 out.headline[f"mc:{name} {scoring}"] = round(accuracy, 4)
         return out
+
+    def item_scores(self, setting: dict[str, McTaskConfig], report: dict[str, Any]) -> dict[str, ItemScores]:
+        """Each scoring's accuracy as the rate of items it answers correctly."""
+        return {f"mc:{name} {scoring}": ItemScores.successes([item[scoring]["correct"] for item in task["items"]])
+                for name, task in report.items() for scoring in task["accuracy"]
+                if all("correct" in item.get(scoring, {}) for item in task.get("items", []))}

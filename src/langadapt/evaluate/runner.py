@@ -1,6 +1,6 @@
 """Evaluate one model on every task the `eval:` section asks for and return one JSON-ready report.
 
-The report's `headline` is a flat label → number mapping (`eu bpc`, `en bpc`, `mc:<task> acc`, ...) that
+The report's `headline` is a flat label → number mapping (`<source> bpc`, `mc:<task> <scoring>`, ...) that
 `langadapt eval compare` tabulates across models.
 """
 

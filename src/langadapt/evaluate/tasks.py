@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from pydantic import create_model
 from pydantic.fields import FieldInfo
 
+from langadapt.errors import LangadaptError
 from langadapt.evaluate.config import EvalConfig
+from langadapt.evaluate.intervals import ItemScores
 from langadapt.registry import Registry
 
 if TYPE_CHECKING:
@@ -63,6 +65,12 @@ class EvalModel:
         return bool(setting)
 
 
+@dataclass(frozen=True)
+class Sample:
+    prompt: str  # what the model was asked (for a copy task: the text to copy)
+    output: str
+
+
 @dataclass
 class TaskOutput:
     report: dict[str, Any]  # goes into <run>/eval/<model>.json under the task's key
@@ -94,6 +102,15 @@ class EvalTask(Generic[SettingT, InputsT]):
 
     def run(self, setting: SettingT, inputs: InputsT, model: EvalModel) -> TaskOutput:
         raise NotImplementedError
+
+    def item_scores(self, setting: SettingT, report: dict[str, Any]) -> dict[str, ItemScores]:
+        """Headline label -> the per-item data behind it, read back from this task's part of a model's report
+        (intervals, and paired ones between models, come from it). A task without per-item data: {}."""
+        return {}
+
+    def samples(self, setting: SettingT, report: dict[str, Any]) -> dict[str, list[Sample]]:
+        """Generation tasks: name -> (prompt, output) per item, for the report's side-by-side view."""
+        return {}
 
 
 EVAL_TASKS: Registry[EvalTask[Any, Any]] = Registry("eval task", BUILTIN_TASK_MODULES,
@@ -129,13 +146,35 @@ def _schema(tasks: tuple[EvalTask[Any, Any], ...]) -> type[EvalConfig]:
     return create_model("EvalConfig", __base__=EvalConfig, __doc__=EvalConfig.__doc__, **fields)
 
 
-def eval_texts(data_dir: Path, name: str, limit: int | None = None) -> list[str]:
-    """The first `limit` held-out texts of the data stage's eval source `name`."""
+def eval_texts(data_dir: Path, name: str, limit: int | None = None, *, language: str | None = None) -> list[str]:
+    """The first `limit` held-out texts of the data stage's eval source `name`; a one-line error when the data
+    stage did not write it, when it is empty, or when its texts read as another language than `language`."""
     from itertools import islice
 
     from langadapt.data.corpus import eval_file, read_texts
 
-    return list(islice(read_texts(eval_file(data_dir, name)), limit))
+    path = eval_file(data_dir, name)
+    if not path.is_file():
+        raise LangadaptError(f"eval source '{name}': the data stage wrote no {path} — add it to data.eval_sources "
+                             "and re-run the data stage (langadapt run CONFIG --force data)")
+    texts = list(islice(read_texts(path), limit))
+    if not any(texts):
+        raise LangadaptError(f"eval source '{name}' is empty ({path}) — check data.eval_sources.{name}.path and "
+                             "text_field")
+    if language:
+        check_language(texts, language, f"eval source '{name}'", f"data.eval_sources.{name}")
+    return texts
+
+
+def check_language(texts: list[str], language: str, what: str, key: str) -> None:
+    """A one-line error when most of `texts` read as one other language than the declared one."""
+    from langadapt.evaluate.langid import dominant_other_language
+
+    found = dominant_other_language(texts, language)
+    if found is not None:
+        other, count, judged = found
+        raise LangadaptError(f"{what} is declared '{language}' but reads as '{other}' ({count} of {judged} texts "
+                             f"sampled) — fix {key}.language or its text_field")
 
 
 def unknown_eval_source(cfg: RunConfig, name: str, key: str) -> str | None:

@@ -35,6 +35,19 @@ def _preflight(cfg: RunConfig) -> None:
         )
 
 
+SAME_MODEL = ("models.instruct is models.base: the LEP map is the identity, so the result is the donor's rows in "
+              "the base's body — set models.instruct to the base's instruct sibling for a real propagation")
+
+
+def _same_model(base: str, instruct: str, trust_remote_code: bool) -> bool:
+    from langadapt.models import resolve
+
+    if base == instruct:
+        return True
+    return Path(resolve(base, trust_remote_code=trust_remote_code)).resolve() == \
+        Path(resolve(instruct, trust_remote_code=trust_remote_code)).resolve()
+
+
 def _models(cfg: RunConfig) -> list[str]:
     return [ref for ref in (cfg.models.base, cfg.models.instruct) if ref is not None]
 
@@ -50,12 +63,17 @@ def lep_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     token_map = ctx.inputs["embed"] / "model"  # the embed stage's tokenizer map; cpt keeps that tokenizer
     ctx.log.info("LEP %s: base %s, instruct %s, donor %s", cfg.lep.method, cfg.models.base, cfg.models.instruct,
                  donor)
+    same = _same_model(cfg.models.base, cfg.models.instruct, cfg.models.trust_remote_code)
+    if same:
+        ctx.log.warning(SAME_MODEL)
     metrics = lep_model(
         cfg.models.base, cfg.models.instruct, donor, ctx.out / "model", cfg.lep.method,
         token_map_path=token_map, base_tokenizer=ctx.tokenizer_for(cfg.models.base),
         trust_remote_code=cfg.models.trust_remote_code,
     )
     metrics["donor_stage"] = donor.parent.name
+    metrics["same_model"] = same
+    metrics["warnings"] = [SAME_MODEL] if same else []
     metrics["summary"] = {f"{name} residual": fit["residual"] for name, fit in metrics["maps"].items()}
     metrics["summary"]["chat rows"] = metrics["chat_rows_copied"]
     return metrics

@@ -1,31 +1,49 @@
-"""One self-contained HTML page that shows what a run (or several runs) produced.
+"""One self-contained HTML page that shows what a run (or several runs) produced, hiding nothing.
 
 Everything comes from the stage manifests — numbers, never log lines — so the report can be rebuilt at any
 time from the run folders alone. Sections appear only when their stage ran:
 
-- stages: status, wall time and the headline numbers of every stage;
+- warnings: every stage's `metrics["warnings"]` (regressions beyond their interval, LEP with B = I) and a
+  LEP map that is the identity, at the top;
+- stages: status, wall time, tokens and the headline numbers of every stage;
 - data and tokenizer: per-source corpus figures, chars/token of the new tokenizer vs the old;
-- training: loss curves of every stage that logged a `loss_curve` (cpt, sft, dpo);
-- evaluation: every evaluated model × metric, with the change against the first model (usually the
-  original), which is where English forgetting shows;
+- embedding initialisation (with the probe table of `embed.method: auto`);
+- training: one loss plot per kind of loss (cross-entropy of cpt/sft, DPO's preference loss);
+- LEP: the fitted maps (rows, residual, distance from identity) and the methods compared when present;
+- evaluation, what each stage bought, sample generations (`evaluation.py`);
 - runs compared: the evaluation tables of other runs side by side (variants: Extended vs Optimized, ...);
 - provenance: config hashes and library versions.
 
-Plots are inline SVG (matplotlib), so the page is one file that opens anywhere.
+Plots are inline SVG (matplotlib); every text from a config or a model is escaped.
 """
 
 from __future__ import annotations
 
-import html
-import io
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from langadapt.errors import LangadaptError
 from langadapt.pipeline import headline_metrics, pipeline_order
+from langadapt.report.evaluation import evaluation_section, samples_section, stage_changes_section
+from langadapt.report.markup import (
+    columns_of,
+    escape,
+    finite,
+    flatten,
+    fmt,
+    is_number,
+    pct,
+    seconds,
+    section,
+    table,
+    timestamp,
+)
+from langadapt.report.plots import bar_svg, lines_svg
 from langadapt.runstore import RunStore, now_iso
+from langadapt.status import stage_warnings
+
+IDENTITY_DEVIATION = 1e-6  # a fitted LEP map closer than this to the identity is a plain swap
 
 
 @dataclass
@@ -61,20 +79,24 @@ def render_report(run: RunView, others: list[RunView] | None = None, title: str 
     """The whole HTML page for `run`, with `others` compared in an extra section."""
     others = others or []
     title = title or f"langadapt report — {run.name}"
+    eval_metrics = run.manifests.get("eval", {}).get("metrics", {})
     sections = [
         _overview(run),
+        _warnings_section(run),
         _stages_table(run),
         _data_section(run),
         _vocab_section(run),
         _embed_section(run),
         _training_section(run),
         _lep_section(run),
-        _evaluation_section(run),
+        evaluation_section(eval_metrics),
+        stage_changes_section(eval_metrics),
+        samples_section(eval_metrics),
         _comparison_section([run, *others]) if others else "",
         _provenance_section(run),
     ]
     body = "\n".join(s for s in sections if s)
-    return _PAGE.format(title=_e(title), body=body, generated=_e(now_iso()))
+    return _PAGE.format(title=escape(title), body=body, generated=escape(now_iso()))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -93,60 +115,72 @@ def _overview(run: RunView) -> str:
         ("instruct model", models.get("instruct") or "—"),
         ("stages complete", " → ".join(run.manifests)),
     ]
-    return "<section><h2>Run</h2>" + _table(["", ""], [[k, v] for k, v in rows], show_header=False) + "</section>"
+    return section("Run", table(["", ""], [[k, v] for k, v in rows], show_header=False))
+
+
+def _warnings_section(run: RunView) -> str:
+    lines = [f"{name}: {line}" for name, manifest in run.manifests.items() for line in stage_warnings(manifest)]
+    lep = run.manifests.get("lep", {}).get("metrics", {})
+    if _identity_maps(lep) and not lep.get("same_model"):
+        lines.append(f"lep: {_identity_text(lep)}")
+    if not lines:
+        return ""
+    return section("Warnings", "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>", "warnings")
 
 
 def _stages_table(run: RunView) -> str:
     rows = []
     for name, manifest in run.manifests.items():
-        headline = ", ".join(f"{k} = {_fmt(v)}" for k, v in headline_metrics(manifest).items())
-        rows.append([name, manifest.get("ended_at", ""), _seconds(manifest.get("wall_seconds")), headline])
-    return "<section><h2>Stages</h2>" + _table(["stage", "ended", "wall", "headline"], rows) + "</section>"
+        metrics = manifest.get("metrics", {})
+        headline = ", ".join(f"{k} = {fmt(v)}" for k, v in headline_metrics(manifest).items())
+        tokens, examples = _volume(metrics)
+        rows.append([name, timestamp(manifest.get("ended_at")), seconds(manifest.get("wall_seconds")), fmt(tokens),
+                     fmt(examples), headline])
+    total = sum(m.get("wall_seconds") or 0 for m in run.manifests.values())
+    note = (f"<p>Total wall time {seconds(total)}. Tokens: cpt — tokens trained on (steps × batch × context); "
+            "sft/dpo — tokens of their training examples, when their data statistics count them; pack — tokens "
+            "packed.</p>")
+    return section("Stages", table(["stage", "ended (UTC)", "wall", "tokens", "examples", "headline"], rows) + note)
+
+
+def _volume(metrics: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(tokens, examples) a stage processed, from what its manifest records."""
+    data = metrics.get("data") if isinstance(metrics.get("data"), dict) else {}
+    tokens = metrics.get("tokens_seen", data.get("tokens", metrics.get("tokens")))
+    examples = data.get("examples")
+    return (tokens if is_number(tokens) else None), (examples if is_number(examples) else None)
 
 
 def _data_section(run: RunView) -> str:
     metrics = run.manifests.get("data", {}).get("metrics", {})
     groups = [(label, metrics.get(key) or {}) for label, key in (("training sources", "sources"), ("evaluation texts", "eval"))]
-    columns = ["documents", "characters", "words", "tokens", "tokens_per_word", "chars_per_token"]
+    columns = ["language", "documents", "characters", "words", "tokens", "tokens_per_word", "chars_per_token"]
     parts = []
     for label, sources in groups:
         if isinstance(sources, dict) and sources:
-            rows = [[name, *[_fmt(stats.get(c)) for c in columns]] for name, stats in sources.items() if isinstance(stats, dict)]
-            parts.append(f"<h3>{_e(label)}</h3>" + _table(["source", *columns], rows))
+            rows = [[name, *[fmt(stats.get(c)) for c in columns]] for name, stats in sources.items() if isinstance(stats, dict)]
+            parts.append(f"<h3>{escape(label)}</h3>" + table(["source", *columns], rows))
     mix = metrics.get("mix") or run.manifests.get("pack", {}).get("metrics", {}).get("mix")
     if isinstance(mix, dict) and mix.get("requested_token_share"):
         requested = mix["requested_token_share"]
         achieved = mix.get("achieved_token_share", {})
         repeats = mix.get("repeats", {})
-        rows = [[s, _pct(requested.get(s)), _pct(achieved.get(s)), _fmt(repeats.get(s))] for s in requested]
-        parts.append("<h3>mixture (token shares)</h3>" + _table(["source", "requested", "achieved", "repeats"], rows))
+        rows = [[s, pct(requested.get(s)), pct(achieved.get(s)), fmt(repeats.get(s))] for s in requested]
+        parts.append("<h3>mixture (token shares)</h3>" + table(["source", "requested", "achieved", "repeats"], rows))
     packing = run.manifests.get("pack", {}).get("metrics", {}).get("packing_efficiency")
     if packing is not None:
-        parts.append(f"<p>packing efficiency: <b>{_pct(packing)}</b> real tokens per block token</p>")
-    return "<section><h2>Data</h2>" + "".join(parts) + "</section>" if parts else ""
+        parts.append(f"<p>packing efficiency: <b>{pct(packing)}</b> real tokens per block token</p>")
+    return section("Data", "".join(parts)) if parts else ""
 
 
 def _vocab_section(run: RunView) -> str:
     summary = run.manifests.get("vocab", {}).get("metrics", {}).get("summary", {})
-    ratios = {k.removesuffix(" ×chars/tok"): v for k, v in summary.items() if k.endswith("×chars/tok")}
     if not summary:
         return ""
-    facts = _table(["", ""], [[k, _fmt(v)] for k, v in summary.items() if k not in {f"{n} ×chars/tok" for n in ratios}], show_header=False)
-    plot = _bar_svg(ratios, "chars/token, new ÷ original", reference=1.0) if ratios else ""
-    return f"<section><h2>Tokenizer</h2>{facts}{plot}</section>"
-
-
-def _training_section(run: RunView) -> str:
-    curves = {}
-    for name, manifest in run.manifests.items():
-        curve = manifest.get("metrics", {}).get("loss_curve")
-        if isinstance(curve, list) and curve:
-            points = [(p["step"], p["loss"]) for p in curve if _finite(p.get("loss")) and p.get("step") is not None]
-            if points:
-                curves[name] = points
-    if not curves:
-        return ""
-    return "<section><h2>Training</h2>" + _lines_svg(curves, "step", "training loss") + "</section>"
+    ratios = {k.removesuffix(" ×chars/tok"): v for k, v in summary.items() if k.endswith("×chars/tok")}
+    facts = table(["", ""], [[k, fmt(v)] for k, v in summary.items() if not k.endswith("×chars/tok")], show_header=False)
+    plot = bar_svg(ratios, "chars/token, new ÷ original", reference=1.0) if ratios else ""
+    return section("Tokenizer", facts + plot)
 
 
 def _embed_section(run: RunView) -> str:
@@ -154,188 +188,101 @@ def _embed_section(run: RunView) -> str:
     metrics = run.manifests.get("embed", {}).get("metrics", {})
     if not metrics:
         return ""
-    facts = _table(["", ""], [[k, _fmt(metrics.get(k))] for k in ("method", "new_rows", "fallback_rows", "init_seconds")],
-                   show_header=False)
+    facts = table(["", ""], [[k, fmt(metrics.get(k))] for k in ("method", "new_rows", "fallback_rows", "init_seconds")],
+                  show_header=False)
     probe = metrics.get("probe")
     if not probe:
-        return f"<section><h2>Embedding initialisation</h2>{facts}</section>"
+        return section("Embedding initialisation", facts)
     original = probe.get("original", {})
-    rows = [["original", _fmt(original.get("target_bpc")), _fmt(original.get("english_bpc")), "", "", ""]]
-    rows += [[m["method"], _fmt(m.get("target_bpc")), _fmt(m.get("english_bpc")), _fmt(m.get("english_regression")),
-              _fmt(m.get("fallback_rows")), _fmt(m.get("init_seconds"))] for m in probe.get("methods", [])]
-    table = _table(["method", "target bits/char", "English bits/char", "English regression", "fallback rows", "init s"], rows)
-    note = (f"<p>chosen: <b>{_e(probe.get('chosen'))}</b> (English limit {_fmt(probe.get('english_limit'))}, "
+    rows = [["original", fmt(original.get("target_bpc")), fmt(original.get("english_bpc")), "", "", ""]]
+    rows += [[m["method"], fmt(m.get("target_bpc")), fmt(m.get("english_bpc")), fmt(m.get("english_regression")),
+              fmt(m.get("fallback_rows")), fmt(m.get("init_seconds"))] for m in probe.get("methods", [])]
+    probe_table = table(["method", "target bits/char", "English bits/char", "English regression", "fallback rows",
+                         "init s"], rows)
+    note = (f"<p>chosen: <b>{escape(probe.get('chosen'))}</b> (English limit {escape(fmt(probe.get('english_limit')))}, "
             f"{'met' if probe.get('limit_met') else 'NOT met by any method'}; held-out training documents)</p>")
-    return f"<section><h2>Embedding initialisation</h2>{facts}{table}{note}</section>"
+    return section("Embedding initialisation", facts + probe_table + note)
+
+
+def loss_kind(metrics: dict[str, Any]) -> str:
+    """What a stage's `loss_curve` measures: DPO's preference loss (it records `loss_type`), else cross-entropy."""
+    if metrics.get("loss_type"):
+        return f"DPO loss ({metrics['loss_type']})"
+    return "cross-entropy (nats/token)"
+
+
+def _training_section(run: RunView) -> str:
+    kinds: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for name, manifest in run.manifests.items():
+        metrics = manifest.get("metrics", {})
+        curve = metrics.get("loss_curve")
+        if isinstance(curve, list) and curve:
+            points = [(p["step"], p["loss"]) for p in curve if finite(p.get("loss")) and p.get("step") is not None]
+            if points:
+                kinds.setdefault(loss_kind(metrics), {})[name] = points
+    if not kinds:
+        return ""
+    plots = "".join(f"<h3>{escape(kind)}</h3>" + lines_svg(curves, "step", kind) for kind, curves in kinds.items())
+    return section("Training", "<p>One plot per kind of loss: losses of different kinds are not on one scale.</p>"
+                   + plots)
+
+
+def _identity_maps(lep: dict[str, Any]) -> list[str]:
+    """The fitted maps (not `swap`, whose map is the identity by design) that are the identity."""
+    if lep.get("method") == "swap":
+        return []
+    return [name for name, fit in (lep.get("maps") or {}).items()
+            if is_number(fit.get("identity_deviation")) and fit["identity_deviation"] < IDENTITY_DEVIATION]
+
+
+def _identity_text(lep: dict[str, Any]) -> str:
+    maps = ", ".join(_identity_maps(lep)) or "every map"
+    cause = "models.instruct is models.base" if lep.get("same_model") else "the fitted map is the identity"
+    return (f"{cause} ({maps}: distance from identity < {IDENTITY_DEVIATION:g}) — LEP propagated nothing an instruct "
+            "model learned; its result is the donor's rows in the base's body")
 
 
 def _lep_section(run: RunView) -> str:
     metrics = run.manifests.get("lep", {}).get("metrics", {})
     if not metrics:
         return ""
-    flat = {k: v for k, v in _flatten(metrics).items() if not k.startswith("summary.") and _is_number(v)}
-    return "<section><h2>Learned Embedding Propagation</h2>" + _table(["metric", "value"], [[k, _fmt(v)] for k, v in flat.items()]) + "</section>"
-
-
-def _evaluation_section(run: RunView) -> str:
-    models = run.evaluation
-    if not models:
-        return ""
-    labels = list(models)
-    metrics = _columns(models.values())
-    reference = labels[0]
-    rows = []
-    for label in labels:
-        row = [_e(label)]
-        for metric in metrics:
-            value = models[label].get(metric)
-            base = models[reference].get(metric)
-            delta = f" <small>({value - base:+.3g})</small>" if label != reference and _is_number(value) and _is_number(base) else ""
-            row.append(_e(_fmt(value)) + delta)
-        rows.append(row)
-    table = _table(["model", *metrics], rows, raw=True)
-    note = f"<p>Changes in brackets are against <b>{_e(reference)}</b>. Lower bits per character is better; " \
-           "compare models with different tokenizers by bpc, never by token perplexity.</p>"
-    bpc = {m: {lab: models[lab][m] for lab in labels if _is_number(models[lab].get(m))} for m in metrics if m.endswith(" bpc")}
-    bpc = {m: values for m, values in bpc.items() if values}
-    plot = _grouped_bar_svg(bpc, "bits per character (lower is better)") if bpc else ""
-    return "<section><h2>Evaluation</h2>" + note + table + plot + "</section>"
+    parts = []
+    if metrics.get("same_model") or _identity_maps(metrics):
+        parts.append(f'<p class="warning">⚠ {escape(_identity_text(metrics))}</p>')
+    maps = metrics.get("maps") or {}
+    if maps:
+        rows = [[name, fmt(fit.get("fit_rows")), fmt(fit.get("residual")), fmt(fit.get("identity_deviation"))]
+                for name, fit in maps.items()]
+        parts.append(f"<p>method <b>{escape(metrics.get('method', '?'))}</b></p>"
+                     + table(["matrix", "rows fitted on", "relative residual", "distance from identity"], rows))
+    methods = metrics.get("methods")
+    if isinstance(methods, dict) and methods:
+        columns = columns_of(v for v in methods.values() if isinstance(v, dict))
+        rows = [[name, *(fmt(values.get(c)) for c in columns)] for name, values in methods.items() if isinstance(values, dict)]
+        parts.append("<h3>methods compared</h3>" + table(["method", *columns], rows))
+    skip = {"maps", "methods", "summary", "warnings"}
+    flat = {k: v for k, v in flatten({k: v for k, v in metrics.items() if k not in skip}).items() if is_number(v)}
+    parts.append(table(["metric", "value"], [[k, fmt(v)] for k, v in flat.items()]))
+    return section("Learned Embedding Propagation", "".join(parts))
 
 
 def _comparison_section(runs: list[RunView]) -> str:
     rows = []
     all_models = [(run, label, values) for run in runs for label, values in run.evaluation.items()]
-    metrics = _columns(values for _, _, values in all_models)
+    metrics = columns_of(values for _, _, values in all_models)
     for run, label, values in all_models:
-        rows.append([run.name, label, *[_fmt(values.get(m)) for m in metrics]])
+        rows.append([run.name, label, *[fmt(values.get(m)) for m in metrics]])
     if not rows:
-        return "<section><h2>Runs compared</h2><p>None of the runs has an evaluation stage.</p></section>"
-    return "<section><h2>Runs compared</h2>" + _table(["run", "model", *metrics], rows) + "</section>"
+        return section("Runs compared", "<p>None of the runs has an evaluation stage.</p>")
+    return section("Runs compared", table(["run", "model", *metrics], rows))
 
 
 def _provenance_section(run: RunView) -> str:
     rows = [[name, m.get("config_hash", ""), m.get("fingerprint", ""), m.get("started_at", "")] for name, m in run.manifests.items()]
     versions = next(iter(run.manifests.values()), {}).get("versions", {})
     version_text = ", ".join(f"{k} {v}" for k, v in versions.items())
-    return (
-        "<section><h2>Provenance</h2>"
-        + _table(["stage", "config hash", "fingerprint", "started"], rows)
-        + f"<p><small>{_e(version_text)}</small></p></section>"
-    )
-
-
-# --------------------------------------------------------------------------------------------------------
-# Plots (inline SVG) and small formatting helpers.
-# --------------------------------------------------------------------------------------------------------
-
-
-def _svg(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    text = buffer.getvalue()
-    return '<figure class="plot">' + text[text.index("<svg"):] + "</figure>"
-
-
-def _figure(width: float = 7.0, height: float = 3.2) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height))
-
-
-def _lines_svg(curves: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str) -> str:
-    fig, ax = _figure()
-    for name, points in curves.items():
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1.4)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _svg(fig)
-
-
-def _bar_svg(values: dict[str, float], ylabel: str, reference: float | None = None) -> str:
-    fig, ax = _figure(width=max(4.0, 1.2 * len(values) + 2))
-    ax.bar(list(values), list(values.values()), color="#4c72b0")
-    if reference is not None:
-        ax.axhline(reference, color="grey", linestyle="--", linewidth=1)
-    ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    return _svg(fig)
-
-
-def _grouped_bar_svg(series: dict[str, dict[str, float]], ylabel: str) -> str:
-    labels = list(dict.fromkeys(label for values in series.values() for label in values))
-    fig, ax = _figure(width=max(5.0, 1.1 * len(labels) * len(series) + 2))
-    width = 0.8 / len(series)
-    for index, (metric, values) in enumerate(series.items()):
-        xs = [i + index * width for i in range(len(labels))]
-        ax.bar(xs, [values.get(label, math.nan) for label in labels], width=width, label=metric)
-    ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], labels)
-    ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend()
-    return _svg(fig)
-
-
-def _table(columns: list[str], rows: list[list[Any]], *, show_header: bool = True, raw: bool = False) -> str:
-    """An HTML table; cells are escaped unless `raw` (for cells this module built itself)."""
-    head = "<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr></thead>" if show_header else ""
-    cell = (lambda v: str(v)) if raw else (lambda v: _e(str(v)))
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table>{head}<tbody>{body}</tbody></table>"
-
-
-def _columns(dicts: Any) -> list[str]:
-    columns: list[str] = []
-    for values in dicts:
-        columns += [key for key in values if key not in columns]
-    return columns
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _finite(value: Any) -> bool:
-    return _is_number(value) and math.isfinite(value)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
-
-
-def _pct(value: Any) -> str:
-    return f"{100 * value:.2f} %" if _is_number(value) else "—"
-
-
-def _seconds(value: Any) -> str:
-    return f"{value:.1f} s" if _is_number(value) else ""
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+    return section("Provenance", table(["stage", "config hash", "fingerprint", "started"], rows)
+                   + f"<p><small>{escape(version_text)}</small></p>")
 
 
 _PAGE = """<!doctype html>
@@ -344,10 +291,19 @@ _PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }}
+td:not(:last-child) {{ white-space: nowrap; }}
 th {{ background: #f4f4f4; }}
-section {{ margin-bottom: 2rem; }}
+section {{ margin-bottom: 2rem; overflow-x: auto; }}
 figure.plot svg {{ max-width: 100%; height: auto; }}
 small {{ color: #666; }}
+tr.regression td {{ background: #fde2e2; color: #a00; font-weight: 600; }}
+tr.better td {{ background: #e6f4ea; }}
+span.regression {{ color: #b00; font-weight: 600; }}
+span.better {{ color: #176c2f; }}
+section.warnings {{ border: 2px solid #c00; background: #fff2f2; padding: 0.2rem 1rem; }}
+section.warnings h2, p.warning {{ color: #a00; }}
+p.warning {{ font-weight: 600; border-left: 4px solid #c00; padding-left: 0.6rem; }}
+div.gen {{ white-space: pre-wrap; max-width: 24rem; font-size: 0.85rem; }}
 </style></head>
 <body><h1>{title}</h1>
 {body}
