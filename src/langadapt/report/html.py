@@ -25,6 +25,7 @@ from typing import Any
 
 from langadapt.errors import LangadaptError
 from langadapt.pipeline import headline_metrics, pipeline_order
+from langadapt.report.variants import variants_section
 from langadapt.runstore import RunStore, now_iso
 
 
@@ -71,6 +72,7 @@ def render_report(run: RunView, others: list[RunView] | None = None, title: str 
         _lep_section(run),
         _evaluation_section(run),
         _comparison_section([run, *others]) if others else "",
+        variants_section(run.root),  # a sweep variant: the sweep's comparison table (report/variants.py)
         _provenance_section(run),
     ]
     body = "\n".join(s for s in sections if s)
