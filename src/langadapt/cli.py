@@ -197,7 +197,7 @@ def _sweep_status(sweep_dir: Path, as_json: bool) -> None:
     colours = {"complete": "green", "failed": "red", "interrupted": "red", "running": "yellow", "pending": "dim"}
     for row in rows:
         style = colours.get(row["status"], "")
-        values = "  ".join(f"{k}={v}" for k, v in row["overrides"].items())
+        values = ", ".join(str(v) for v in row["overrides"].values())
         headline = row["error"] or "  ".join(f"{k}={_fmt(v)}" for k, v in row["headline"].items())
         table.add_row(row["variant"], values, f"[{style}]{row['status']}[/{style}]", row["stages"],
                       f"{row['wall_seconds']:.1f}s", headline)
