@@ -45,6 +45,13 @@ class Recorder:
 
         return fn
 
+    def report(self, cfg, ctx: StageContext) -> dict:
+        """Like the real report, reads the sibling variants: how many have their embed stage complete."""
+        self.calls.append(("report", Path(cfg.output_dir).name))
+        siblings = [run for run in Path(cfg.output_dir).parent.iterdir() if RunStore(run).manifest("embed")]
+        (ctx.out / "out.txt").write_text(str(len(siblings)))
+        return {}
+
     def made(self, stage: str) -> list[str]:
         return [variant for name, variant in self.calls if name == stage]
 
@@ -57,6 +64,7 @@ def recorder(monkeypatch) -> Recorder:
                       external_inputs=lambda cfg: [s.path for s in cfg.data.sources.values()]),
         "vocab": Stage("vocab", rec.stage("vocab"), needs=("data",), section="vocab", config=KnobConfig),
         "embed": Stage("embed", rec.stage("embed"), needs=("vocab",), section="embed", config=KnobConfig),
+        "report": Stage("report", rec.report, after=("*",), section=None),
     }
     monkeypatch.setattr(pipeline, "registered_stages", lambda: stages)
     return rec
@@ -90,7 +98,9 @@ def test_shared_upstream_stages_run_once_and_every_variant_reads_like_a_run(tmp_
     assert recorder.made("data") == ["vocab-1_embed-1"]
     assert recorder.made("vocab") == ["vocab-1_embed-1", "vocab-2_embed-1"]
     assert len(recorder.made("embed")) == 4
-    assert [r.status for r in results["vocab-2_embed-2"]] == ["skipped", "skipped", "ran"]
+    assert [r.status for r in results["vocab-2_embed-2"]] == ["skipped", "skipped", "ran", "ran"]
+    # each report saw its siblings as they stood; those rendered before the last variant are rendered again
+    assert recorder.made("report") == [*results, *list(results)[:3]]
 
     root = tmp_path / "out"
     run = root / "variants" / "vocab-2_embed-2"
@@ -100,12 +110,13 @@ def test_shared_upstream_stages_run_once_and_every_variant_reads_like_a_run(tmp_
     made = json.loads((run / "embed" / "out.txt").read_text())
     assert made["level"] == 2 and json.loads(made["inputs"]["vocab"])["level"] == 2  # its own vocab upstream
     assert RunStore(run).manifest("embed")["metrics"]["level"] == 2
-    assert [row["status"] for row in run_status(run)] == ["complete"] * 3
-    assert len(list((root / ".shared").glob("*/*"))) == 1 + 2 + 4
+    assert [row["status"] for row in run_status(run)] == ["complete"] * 4
+    assert all((root / "variants" / v / "report" / "out.txt").read_text() == "4" for v in results)
+    assert len(list((root / ".shared").glob("*/*"))) == 1 + 2 + 4 + 4
     assert not (root / ".shared" / ".work").exists() and not list(root.glob(".shared/*/.tmp-*"))
 
     rows = sweep_status(root)
-    assert [(r["variant"], r["status"], r["stages"]) for r in rows][1] == ("vocab-1_embed-2", "complete", "3/3")
+    assert [(r["variant"], r["status"], r["stages"]) for r in rows][1] == ("vocab-1_embed-2", "complete", "4/4")
     assert rows[1]["overrides"] == {"vocab.level": "1", "embed.level": "2"}
     assert json.loads((root / "sweep.json").read_text())["keys"] == ["vocab.level", "embed.level"]
     assert (root / "variants.md").is_file() and (root / "report.html").is_file()
@@ -119,7 +130,7 @@ def test_a_changed_grid_makes_only_the_new_computations_and_prunes_the_old(tmp_p
     run_sweep(sweep_of(tmp_path, GRID))
     recorder.calls.clear()
     run_sweep(sweep_of(tmp_path, {"vocab.level": [1, 2], "embed.level": [1, 3]}))
-    assert recorder.calls == [("embed", "vocab-1_embed-3"), ("embed", "vocab-2_embed-3")]
+    assert recorder.made("embed") == ["vocab-1_embed-3", "vocab-2_embed-3"] and recorder.made("vocab") == []
     # the embed-2 variant folders are still there (and keep their entries); remove one and re-run
     root = tmp_path / "out"
     import shutil
@@ -129,6 +140,7 @@ def test_a_changed_grid_makes_only_the_new_computations_and_prunes_the_old(tmp_p
     entries = {p.resolve() for p in (root / ".shared" / "embed").iterdir()}
     linked = {(root / "variants" / v / "embed").resolve() for v in os.listdir(root / "variants")}
     assert entries == linked and len(entries) == 5  # vocab-2_embed-2 still links its entry
+    assert len(list((root / ".shared" / "report").iterdir())) == 5
 
 
 def test_force_remakes_each_computation_once_then_the_others_link_it(tmp_path: Path, recorder: Recorder) -> None:
@@ -144,7 +156,7 @@ def test_force_remakes_each_computation_once_then_the_others_link_it(tmp_path: P
 
 def test_until_stops_every_variant_there(tmp_path: Path, recorder: Recorder) -> None:
     run_sweep(sweep_of(tmp_path, GRID), until="vocab")
-    assert recorder.made("embed") == [] and len(recorder.made("vocab")) == 2
+    assert recorder.made("embed") == recorder.made("report") == [] and len(recorder.made("vocab")) == 2
     assert {r["status"] for r in sweep_status(tmp_path / "out")} == {"partial"}
 
 

@@ -71,6 +71,7 @@ def _refresh_reports(sweep: Sweep, results: dict[str, list[StageResult]], last_r
     """A report rendered before a later variant changed shows an outdated table: render it again."""
     if last_ran < 0:
         return
+    shared.made.clear()  # `force` re-makes what this pass made too (each shared report still once)
     for index, variant in enumerate(sweep.variants):
         ran_report = any(r.name == REPORT and r.status == "ran" for r in results[variant.name])
         if (index == last_ran and ran_report) or REPORT not in {s.name for s in plan(variant.cfg)}:
