@@ -12,7 +12,9 @@ Layout of a run folder::
 
 A stage folder either exists with a complete manifest or does not exist: it is written under a temporary
 name and renamed into place, so a crash (even `kill -9`) never leaves a folder that looks complete.
-Leftover temporary folders are removed the next time the store is opened for writing.
+Leftover temporary folders are removed the next time the store is opened for writing. In a sweep's variant
+a stage folder is a link into the sweep's shared store (`langadapt.sweep.store.VariantStore`); readers
+follow it like any folder.
 """
 
 from __future__ import annotations
