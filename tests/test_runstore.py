@@ -107,3 +107,21 @@ def test_events_are_logged_one_json_per_line(tmp_path: Path) -> None:
     store.log_event("data", "started")
     store.log_event("data", "failed", error="boom")
     assert [e["event"] for e in store.events()] == ["started", "failed"]
+
+
+def test_completed_means_this_exact_computation_and_leftover_links_go_too(tmp_path: Path) -> None:
+    from langadapt.runstore import stage_key
+
+    store = RunStore(tmp_path / "run")
+    with store.locked():
+        store.commit("vocab", store.begin("vocab"), {"config_hash": "h", "inputs": {"stage:data": "f"}})
+    key = stage_key("h", {"stage:data": "f"})
+    assert store.completed("vocab", key)["config_hash"] == "h"
+    assert store.completed("vocab", stage_key("h", {"stage:data": "other"})) is None
+    assert store.completed("vocab", key, force=True) is None
+    (tmp_path / "run" / ".old-vocab-1").symlink_to(tmp_path / "run" / "vocab")  # a crash mid-swap in a sweep
+    (tmp_path / "run" / ".tmp-link-x-1").symlink_to(tmp_path / "missing")
+    with store.locked():
+        pass
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "vocab"]
+    assert store.manifest("vocab") is not None

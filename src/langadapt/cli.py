@@ -71,20 +71,26 @@ def validate(
         "--no-files", help="Don't read input files (corpora, instruction sets, task files): check a config "
         "written for another machine.")] = False,
 ) -> None:
-    """Check a config (schema, files, models, stage order) without running anything."""
-    from langadapt.config import load_config
+    """Check a config (schema, files, models, stage order) without running anything; a sweep: every variant."""
+    import contextlib
+
     from langadapt.pipeline import check
     from langadapt.preflight import without_input_files
+    from langadapt.sweep.expand import check_variants, load_sweep
 
-    cfg = load_config(config)
-    if no_files:
-        with without_input_files():
-            planned = check(cfg)
+    sweep = load_sweep(config)
+    with without_input_files() if no_files else contextlib.nullcontext():
+        planned = (check_variants(sweep.variants, str(config)) if sweep.variants else
+                   {sweep.base.name: check(sweep.base)})
+    cfg = sweep.base
+    if sweep.variants:
+        stdout.print(f"ok: {config} — sweep '{cfg.name}', {len(sweep.variants)} variants → {cfg.output_dir}/variants/")
+        for variant in sweep.variants:
+            stdout.print(f"  {variant.name}: " + " → ".join(s.name for s in planned[variant.cfg.name]), highlight=False)
     else:
-        planned = check(cfg)
-    stdout.print(f"ok: {config} — run '{cfg.name}' → {cfg.output_dir}")
-    stdout.print("stages: " + " → ".join(s.name for s in planned))
-    absent = _absent_inputs(cfg, planned) if no_files else []
+        stdout.print(f"ok: {config} — run '{cfg.name}' → {cfg.output_dir}")
+        stdout.print("stages: " + " → ".join(s.name for s in planned[cfg.name]))
+    absent = sorted({ref for run in sweep.runs for ref in _absent_inputs(run, planned[run.name])}) if no_files else []
     if absent:
         stdout.print(f"not checked (--no-files): {len(absent)} input file(s) absent here — " + ", ".join(absent),
                      highlight=False, soft_wrap=True)
@@ -109,26 +115,42 @@ def run(
     until: Annotated[str | None, typer.Option("--until", help="Stop after this stage.")] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Override output_dir.")] = None,
 ) -> None:
-    """Run the configured stages in pipeline order, skipping those already complete and unchanged."""
-    from langadapt.config import load_config
+    """Run the configured stages in pipeline order, skipping those already complete and unchanged. A config
+    with a `sweep:` section runs every variant, each stage made once for all variants that share it."""
+    from langadapt.sweep.expand import load_sweep
 
     overrides = {"output_dir": str(output_dir.resolve())} if output_dir else None
-    cfg = load_config(config, overrides=overrides)
-    _run_and_report(cfg, force=force or [], until=until)
+    _run_and_report(load_sweep(config, overrides=overrides), force=force or [], until=until)
 
 
-def _run_and_report(cfg: Any, *, force: list[str], until: str | None) -> None:
+def _announce(stage: str, event: str) -> None:
+    if event == "running":
+        stderr.print(f"[bold]▶ {stage}[/bold]")
+    elif event == "skipped":
+        stderr.print(f"[dim]= {stage}: up to date, skipped[/dim]")
+
+
+def _run_and_report(sweep: Any, *, force: list[str], until: str | None) -> None:
     from langadapt.pipeline import run_pipeline
+    from langadapt.sweep.runner import run_sweep
 
-    def announce(stage: str, event: str) -> None:
-        if event == "running":
-            stderr.print(f"[bold]▶ {stage}[/bold]")
-        elif event == "skipped":
-            stderr.print(f"[dim]= {stage}: up to date, skipped[/dim]")
+    if not sweep.variants:
+        results = run_pipeline(sweep.base, force=force, until=until, on_stage=_announce)
+        ran = sum(r.status == "ran" for r in results)
+        stdout.print(f"done: {ran} stage(s) ran, {len(results) - ran} up to date — langadapt status "
+                     f"{sweep.base.output_dir}")
+        return
 
-    results = run_pipeline(cfg, force=force, until=until, on_stage=announce)
-    ran = sum(r.status == "ran" for r in results)
-    stdout.print(f"done: {ran} stage(s) ran, {len(results) - ran} up to date — langadapt status {cfg.output_dir}")
+    def announce_variant(variant: Any, index: int) -> None:
+        stderr.print(f"[bold cyan]■ variant {index + 1}/{len(sweep.variants)}: {variant.name}[/bold cyan]")
+
+    outcome = run_sweep(sweep, force=force, until=until, on_variant=announce_variant, on_stage=_announce)
+    ran = sum(r.status == "ran" for results in outcome.values() for r in results)
+    total = sum(len(results) for results in outcome.values())
+    root = sweep.root
+    stdout.print((root / "variants.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+    stdout.print(f"done: {len(outcome)} variants, {ran} stage(s) ran, {total - ran} up to date or shared — "
+                 f"{root}/variants.md, {root}/report.html, langadapt status {root}")
 
 
 @app.command()
@@ -136,9 +158,13 @@ def status(
     run_dir: Annotated[Path, typer.Argument(help="A run's output_dir.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show each stage of a run: status, time and headline metrics."""
+    """Show each stage of a run: status, time and headline metrics (a sweep folder: one row per variant)."""
     from langadapt.status import run_status
+    from langadapt.sweep.store import is_sweep
 
+    if is_sweep(run_dir):
+        _sweep_status(run_dir, as_json)
+        return
     rows = run_status(run_dir)
     if as_json:
         stdout.print_json(json.dumps(rows, default=str))
@@ -160,6 +186,27 @@ def status(
     stdout.print(table)
 
 
+def _sweep_status(sweep_dir: Path, as_json: bool) -> None:
+    from langadapt.status import sweep_status
+
+    rows = sweep_status(sweep_dir)
+    if as_json:
+        stdout.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(title=f"sweep {sweep_dir} ({len(rows)} variants; one: langadapt status "
+                        f"{sweep_dir}/variants/NAME)", title_justify="left")
+    for column in ("variant", "values", "status", "stages", "wall", "headline"):
+        table.add_column(column, overflow="fold")
+    colours = {"complete": "green", "failed": "red", "interrupted": "red", "running": "yellow", "pending": "dim"}
+    for row in rows:
+        style = colours.get(row["status"], "")
+        values = ", ".join(str(v) for v in row["overrides"].values())
+        headline = row["error"] or "  ".join(f"{k}={_fmt(v)}" for k, v in row["headline"].items())
+        table.add_row(row["variant"], values, f"[{style}]{row['status']}[/{style}]", row["stages"],
+                      f"{row['wall_seconds']:.1f}s", headline)
+    stdout.print(table)
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -172,13 +219,13 @@ def demo(
     output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Override output_dir (default: runs/demo-eu).")] = None,
 ) -> None:
     """Run the bundled Basque demo: the real SmolLM2-135M-Instruct model and a real Basque corpus."""
-    from langadapt.config import load_config
+    from langadapt.sweep.expand import load_sweep
 
     config = config or _find_demo_config()
     overrides = {"output_dir": str(output_dir.resolve())} if output_dir else None
-    cfg = load_config(config, overrides=overrides)
-    stderr.print(f"demo: {config} → {cfg.output_dir}")
-    _run_and_report(cfg, force=[], until=None)
+    sweep = load_sweep(config, overrides=overrides)
+    stderr.print(f"demo: {config} → {sweep.base.output_dir}")
+    _run_and_report(sweep, force=[], until=None)
 
 
 def _find_demo_config() -> Path:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from langadapt.data.config import DataConfig
 from langadapt.errors import ConfigError
 from langadapt.schema import InputPath, ModelRef, Section
+from langadapt.sweep.config import SweepConfig
 
 
 class ModelsConfig(Section):
@@ -50,6 +51,7 @@ class RunConfig(Section):
     target_language: str = Field(description="ISO 639-1 code of the language being adapted to, e.g. 'eu'")
     models: ModelsConfig
     data: DataConfig
+    sweep: SweepConfig | None = Field(default=None, description="variants of this config run as one comparison")
 
     @field_validator("target_language")
     @classmethod
@@ -67,14 +69,20 @@ class RunConfig(Section):
 def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read and validate a run config; relative paths are resolved against the config file's folder."""
     path = Path(path)
+    return validate_config(read_config(path, overrides=overrides), base_dir=path.resolve().parent, source=str(path))
+
+
+def read_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> Any:
+    """A config file's YAML, with top-level `overrides` applied, not yet validated."""
+    path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file '{path}' does not exist — check the path (e.g. examples/demo-eu.yaml)")
     if path.is_dir():
         raise ConfigError(f"config '{path}' is a folder — pass the YAML file inside it")
     data = read_yaml(path)
-    if overrides:
+    if overrides and isinstance(data, dict):
         data.update(overrides)
-    return validate_config(data, base_dir=path.resolve().parent, source=str(path))
+    return data
 
 
 def validate_config(data: Any, *, base_dir: Path, source: str = "config") -> RunConfig:
@@ -174,7 +182,7 @@ def describe_errors(exc: ValidationError, root: type[BaseModel]) -> list[str]:
         kind = error["type"]
         got = error.get("input")
         if kind == "extra_forbidden":
-            known = _field_names(root, loc[:-1])
+            known = field_names(root, loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
             hint = f" — did you mean '{close[0]}'?" if close else (
                 f" — known keys here: {', '.join(sorted(known))}" if known else " — remove it")
@@ -201,7 +209,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _field_names(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+def field_names(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The field names allowed at `loc` inside `root`, used to suggest a correction for a typo."""
     current: Any = root
     for part in loc:

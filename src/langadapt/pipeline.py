@@ -33,7 +33,7 @@ from pydantic import create_model
 from langadapt.config import RunConfig
 from langadapt.errors import LangadaptError
 from langadapt.registry import Registry
-from langadapt.runstore import RunStore, Timer, fingerprint_path, library_versions, stable_hash
+from langadapt.runstore import RunStore, Timer, fingerprint_path, library_versions, stable_hash, stage_key
 from langadapt.schema import Section
 
 # The one list of langadapt's packages: each may hold `stages.py` (its stages) and `cli.py` (its verbs).
@@ -262,8 +262,16 @@ def run_pipeline(
     force: Iterable[str] = (),
     until: str | None = None,
     on_stage: Callable[[str, str], None] | None = None,
+    store: RunStore | None = None,
 ) -> list[StageResult]:
-    """Run the enabled stages in order, skipping those whose outputs are still valid."""
+    """Run the enabled stages in order, skipping those whose outputs are still valid.
+
+    `store`: where the stage folders live (default: a RunStore on `output_dir`; a sweep passes a store whose
+    stage folders are shared by its variants, see `langadapt.sweep.store`).
+    """
+    if cfg.sweep is not None:
+        raise LangadaptError(f"run '{cfg.name}' has a sweep section — run its variants with `langadapt run` "
+                             "(langadapt.sweep.run_sweep)")
     planned = check(cfg)
     names = [s.name for s in planned]
     force = set(force)
@@ -275,7 +283,7 @@ def run_pipeline(
     if until:
         planned = planned[: names.index(until) + 1]
 
-    store = RunStore(cfg.output_dir)
+    store = store or RunStore(cfg.output_dir)
     results: list[StageResult] = []
     with store.locked():
         store.save_run_config(cfg.model_dump(mode="json"), names)
@@ -286,14 +294,9 @@ def run_pipeline(
             config_hash = _config_hash(item, cfg)
             input_fps = {f"stage:{n}": fingerprints[n] for n in inputs}
             input_fps.update(_external_fingerprints(item, cfg))
-            key = stable_hash([config_hash, input_fps])
-            previous = store.manifest(item.name)
-            if (
-                item.name not in force
-                and previous is not None
-                and previous.get("config_hash") == config_hash
-                and previous.get("inputs") == input_fps
-            ):
+            key = stage_key(config_hash, input_fps)
+            previous = store.completed(item.name, key, force=item.name in force)
+            if previous is not None:
                 fingerprints[item.name] = previous["fingerprint"]
                 done.append(item)
                 store.log_event(item.name, "skipped")
@@ -303,7 +306,7 @@ def run_pipeline(
                 continue
             if on_stage:
                 on_stage(item.name, "running")
-            ctx = StageContext(item.name, cfg, store.begin(item.name), store.root, inputs, key, store, list(done),
+            ctx = StageContext(item.name, cfg, store.begin(item.name, key), store.root, inputs, key, store, list(done),
                                logging.getLogger(f"langadapt.{item.name}"))
             manifest = _execute(item, ctx, config_hash, input_fps)
             fingerprints[item.name] = manifest["fingerprint"]
@@ -312,6 +315,17 @@ def run_pipeline(
                 on_stage(item.name, "complete")
             results.append(StageResult(item.name, "ran", manifest["wall_seconds"], manifest["metrics"]))
     return results
+
+
+def stage_identities(cfg: RunConfig) -> dict[str, str]:
+    """Each enabled stage's key as the runner will compute it when every earlier stage runs once: equal for two
+    configs exactly when a sweep's shared store would make the stage once for both (what `plan` prices)."""
+    identities: dict[str, str] = {}
+    for item in plan(cfg):
+        inputs = {f"stage:{name}": value for name, value in identities.items()}
+        inputs.update(_external_fingerprints(item, cfg))
+        identities[item.name] = stage_key(_config_hash(item, cfg), inputs)
+    return identities
 
 
 def _execute(item: Stage, ctx: StageContext, config_hash: str, input_fps: dict[str, str]) -> Metrics:
@@ -336,7 +350,7 @@ def _execute(item: Stage, ctx: StageContext, config_hash: str, input_fps: dict[s
             "wall_seconds": round(timer.seconds, 3),
             "metrics": metrics,
         }
-        store.commit(item.name, tmp, manifest)
+        store.commit(item.name, tmp, manifest, ctx.key)
         committed = True
         store.log_event(item.name, "completed", wall_seconds=manifest["wall_seconds"])
         return manifest

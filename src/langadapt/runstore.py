@@ -12,7 +12,9 @@ Layout of a run folder::
 
 A stage folder either exists with a complete manifest or does not exist: it is written under a temporary
 name and renamed into place, so a crash (even `kill -9`) never leaves a folder that looks complete.
-Leftover temporary folders are removed the next time the store is opened for writing.
+Leftover temporary folders are removed the next time the store is opened for writing. In a sweep's variant
+a stage folder is a link into the sweep's shared store (`langadapt.sweep.store.VariantStore`); readers
+follow it like any folder.
 """
 
 from __future__ import annotations
@@ -153,12 +155,7 @@ class RunStore:
 
     def remove_leftovers(self) -> list[str]:
         """Delete half-written stage folders (`.tmp-*`) and replaced ones (`.old-*`) from crashed runs."""
-        removed = []
-        for path in self.root.iterdir():
-            if path.is_dir() and path.name.startswith((".tmp-", ".old-")):
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path.name)
-        return removed
+        return remove_leftovers(self.root)
 
     # ----------------------------------------------------------------------------------------------------
     # Stage folders.
@@ -169,33 +166,25 @@ class RunStore:
 
     def manifest(self, stage: str) -> dict[str, Any] | None:
         """The manifest of a complete stage, or None when the stage has not completed."""
-        path = self.stage_dir(stage) / MANIFEST
-        if not path.exists():
-            return None
-        try:
-            manifest = read_json(path)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        return manifest if manifest.get("status") == "complete" else None
+        return read_manifest(self.stage_dir(stage))
 
-    def begin(self, stage: str) -> Path:
-        tmp = self.root / f".tmp-{stage}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        return tmp
+    def completed(self, stage: str, key: str, *, force: bool = False) -> dict[str, Any] | None:
+        """The manifest of `stage` when its folder holds the computation `key` (see `stage_key`), else None.
 
-    def commit(self, stage: str, tmp: Path, manifest: dict[str, Any]) -> Path:
+        `force`: the caller wants it made again, so nothing counts as completed.
+        """
+        manifest = self.manifest(stage)
+        if force or manifest is None or stage_key(manifest.get("config_hash"), manifest.get("inputs")) != key:
+            return None
+        return manifest
+
+    def begin(self, stage: str, key: str = "") -> Path:
+        """A fresh temporary folder for `stage` (`key`: the computation; a shared store files it by key)."""
+        return fresh_dir(self.root / f".tmp-{stage}-{os.getpid()}")
+
+    def commit(self, stage: str, tmp: Path, manifest: dict[str, Any], key: str = "") -> Path:
         """Write the manifest last, then swap the temporary folder into place."""
-        manifest = {**manifest, "status": "complete"}
-        write_json(tmp / MANIFEST, manifest)
-        final = self.stage_dir(stage)
-        old = self.root / f".old-{stage}-{os.getpid()}"
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old.exists():
-            shutil.rmtree(old, ignore_errors=True)
+        final = commit_folder(tmp, self.stage_dir(stage), manifest)
         shutil.rmtree(self.root / WORK / stage, ignore_errors=True)
         return final
 
@@ -235,6 +224,58 @@ class RunStore:
     def run_config(self) -> dict[str, Any] | None:
         path = self.root / RUN_CONFIG
         return read_json(path) if path.exists() else None
+
+
+def stage_key(config_hash: Any, inputs: Any) -> str:
+    """The one key of a stage's computation: its config hash and its input fingerprints."""
+    return stable_hash([config_hash, inputs])
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of a complete stage folder, or None (absent, unreadable or not complete)."""
+    path = folder / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("status") == "complete" else None
+
+
+def fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def commit_folder(tmp: Path, final: Path, manifest: dict[str, Any]) -> Path:
+    """Write `manifest` (complete) into `tmp` last, then swap `tmp` into place as `final`."""
+    write_json(tmp / MANIFEST, {**manifest, "status": "complete"})
+    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    if final.is_symlink() or final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _remove(old)
+    return final
+
+
+def remove_leftovers(folder: Path) -> list[str]:
+    """Delete half-written (`.tmp-*`) and replaced (`.old-*`) folders or links that a crash left in `folder`."""
+    removed = []
+    for path in folder.iterdir():
+        if path.name.startswith((".tmp-", ".old-")) and (path.is_symlink() or path.is_dir()):
+            _remove(path)
+            removed.append(path.name)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def keyed_dir(path: str | Path, key: str) -> Path:

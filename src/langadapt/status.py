@@ -55,3 +55,31 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
 def stage_warnings(manifest: dict[str, Any]) -> list[str]:
     warnings = manifest.get("metrics", {}).get("warnings", [])
     return [str(line) for line in warnings] if isinstance(warnings, list) else []
+
+
+def sweep_status(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per variant of a sweep folder: its state, stages complete, wall time and eval headline."""
+    from langadapt.runstore import read_json
+    from langadapt.sweep.expand import VARIANTS_DIR
+    from langadapt.sweep.store import SWEEP_FILE
+
+    sweep = read_json(Path(sweep_dir) / SWEEP_FILE)
+    rows = []
+    for entry in sweep["variants"]:
+        run = Path(sweep_dir) / VARIANTS_DIR / entry["name"]
+        stages = run_status(run) if (run / "run-config.json").exists() else []
+        states = [row["status"] for row in stages]
+        state = next((s for s in ("failed", "interrupted", "running") if s in states), None)
+        if state is None:
+            done = states.count("complete")
+            state = "complete" if stages and done == len(stages) else "partial" if done else "pending"
+        complete = [row for row in stages if row["status"] == "complete" and row["metrics"]]
+        last = next((row for row in complete if row["stage"] == "eval"), complete[-1] if complete else None)
+        rows.append({
+            "variant": entry["name"], "overrides": entry.get("labels", entry["overrides"]), "status": state,
+            "stages": f"{states.count('complete')}/{len(stages)}" if stages else "",
+            "wall_seconds": sum(row.get("wall_seconds") or 0 for row in stages),
+            "headline": {"stage": last["stage"], **last["metrics"]} if last else {},
+            "error": next((row.get("error") for row in stages if row.get("error")), None),
+        })
+    return rows

@@ -1,6 +1,7 @@
 """`langadapt plan CONFIG [CONFIG ...] [--gpu H100] [--mfu 0.4] [--json]`: price a run before renting GPUs.
 
-Several configs are priced as the variants of one comparison, each on its own and summed.
+Several configs are priced as the variants of one comparison, each on its own and summed; a config with a
+`sweep:` section is priced per variant, each stage its variants share counted once in the total.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ def plan(
 ) -> None:
     """Tokens, FLOPs, memory per device (every sharding scheme) and wall time per training stage; never loads
     weights, never trains (see docs/plan.md for the formulas)."""
-    from langadapt.config import load_config
     from langadapt.plan.core import PlanOptions, plan_variants
+    from langadapt.sweep.expand import load_sweep
 
     options = PlanOptions(gpu=gpu, mfu=mfu, model_config=model_config, sample_documents=sample)
-    result = plan_variants([load_config(path) for path in configs], options)
+    sweeps = [load_sweep(path) for path in configs]
+    is_sweep = len(sweeps) == 1 and bool(sweeps[0].variants)  # one sweep: its variants share stages
+    result = plan_variants([cfg for sweep in sweeps for cfg in sweep.runs], options, shared=is_sweep)
     console = Console()
     if as_json:
         console.print_json(json.dumps(result))
@@ -45,7 +48,8 @@ def plan(
         _print_variant(console, variant)
     if len(result["variants"]) > 1:
         total = result["total"]
-        console.print(f"[bold]all {len(result['variants'])} variants[/bold]: {_flops(total['flops'])} FLOPs, "
+        counted = " (each shared stage once)" if is_sweep else ""
+        console.print(f"[bold]all {len(result['variants'])} variants{counted}[/bold]: {_flops(total['flops'])} FLOPs, "
                       f"{_duration(total['wall_seconds'])} wall, {total['gpu_hours']:,.0f} GPU-hours"
                       + _unpriced(total["not_priced"]))
 
@@ -63,7 +67,9 @@ def _print_variant(console: Console, variant: dict) -> None:
             f"{stage['mode']}: {_count(stage['trained_parameters'])} of {_count(stage['parameters'])}")
         devices = "" if stage["mode"] is None else f"{stage['devices']} × {SCHEME_LABELS[stage['scheme']]}"
         priced = stage["mode"] is not None
-        table.add_row(stage["stage"], _count(stage["tokens"]), trains, devices,
+        maker = stage.get("made_by", variant["run"])
+        name = stage["stage"] if maker == variant["run"] else f"{stage['stage']} (shared: made by {maker})"
+        table.add_row(name, _count(stage["tokens"]), trains, devices,
                       _flops(stage["flops"]) if priced else "", _duration(stage["wall_seconds"]) if priced else "",
                       ("" if memory is None else _gb(memory) + " GB") + fits)
     console.print(table)

@@ -111,15 +111,31 @@ class RunPlan:
         }
 
 
-def plan_variants(configs: list[RunConfig], options: PlanOptions) -> dict[str, Any]:
-    """Plans of several configs (a sweep's variants) and their sum."""
+def plan_variants(configs: list[RunConfig], options: PlanOptions, *, shared: bool = False) -> dict[str, Any]:
+    """Plans of several configs and their sum. `shared`: the configs are one sweep's variants, which make a stage
+    with the same config and inputs once (`pipeline.stage_identities`): the total counts it once, and each
+    stage says which variant makes it (`made_by`)."""
+    from langadapt.pipeline import stage_identities
+
     plans = [plan_run(cfg, options) for cfg in configs]
-    return {
-        "variants": [p.to_dict() for p in plans],
-        "total": {"flops": sum(p.flops for p in plans), "wall_seconds": sum(p.wall_seconds for p in plans),
-                  "gpu_hours": sum(p.gpu_hours for p in plans),
-                  "not_priced": [f"{p.name}:{s}" for p in plans for s in p.unknown]},
-    }
+    variants, makers = [], {}
+    total: dict[str, Any] = {"flops": 0, "wall_seconds": 0.0, "gpu_hours": 0.0, "not_priced": []}
+    for cfg, run in zip(configs, plans, strict=True):
+        identities = stage_identities(cfg) if shared else {}
+        described = run.to_dict()
+        for stage, entry in zip(run.stages, described["stages"], strict=True):
+            maker = makers.setdefault((stage.name, identities.get(stage.name, f"{run.name}:{stage.name}")), run.name)
+            if shared:
+                entry["made_by"] = maker
+            if maker != run.name or stage.mode is None:
+                continue
+            total["flops"] += stage.flops or 0
+            total["wall_seconds"] += stage.wall_seconds or 0.0
+            total["gpu_hours"] += (stage.wall_seconds or 0.0) * stage.devices / 3600
+            if stage.wall_seconds is None:
+                total["not_priced"].append(f"{run.name}:{stage.name}")
+        variants.append(described)
+    return {"variants": variants, "total": total}
 
 
 def plan_run(cfg: RunConfig, options: PlanOptions) -> RunPlan:

@@ -40,6 +40,7 @@ from langadapt.report.markup import (
     timestamp,
 )
 from langadapt.report.plots import bar_svg, lines_svg
+from langadapt.report.variants import variants_section
 from langadapt.runstore import RunStore, now_iso
 from langadapt.status import stage_warnings
 
@@ -93,6 +94,7 @@ def render_report(run: RunView, others: list[RunView] | None = None, title: str 
         stage_changes_section(eval_metrics),
         samples_section(eval_metrics),
         _comparison_section([run, *others]) if others else "",
+        variants_section(run.root),  # a sweep variant: the sweep's comparison table (report/variants.py)
         _provenance_section(run),
     ]
     body = "\n".join(s for s in sections if s)
