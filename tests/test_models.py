@@ -13,6 +13,8 @@ from langadapt import models
 from langadapt.errors import LangadaptError
 from tests.tiny import EU_DEV, texts
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def test_a_local_model_folder_resolves_to_itself(tiny_llama: Path) -> None:
     assert models.resolve(str(tiny_llama)) == tiny_llama
@@ -123,3 +125,19 @@ def test_hub_downloads_fetch_model_code_only_when_it_is_trusted() -> None:
     assert "*.py" not in hub_patterns(with_code=False)
     assert "*.py" in hub_patterns(with_code=True)  # trust_remote_code models cannot load without their code
     assert not any(p.endswith((".bin", ".pt", ".pth", ".pkl")) for p in hub_patterns(with_code=True))
+
+
+def test_a_constructed_builtin_resolves_once_built_and_says_how_to_build_it_before(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LANGADAPT_HOME", str(tmp_path))
+    ref = "builtin:smollm2-135m-child-brackets"
+    for check in (models.resolve, models.check_model_ref):  # validate fails as early as run would
+        with pytest.raises(LangadaptError, match=r"^builtin:smollm2-135m-child-brackets is constructed from "
+                                                 r"builtin:smollm2-135m-instruct, not shipped — build it once with "
+                                                 r"`make child` \(langadapt sft --config examples/child-brackets.yaml"):
+            check(ref)
+    folder = tmp_path / "models" / "smollm2-135m-child-brackets" / "model"  # where `langadapt sft --out` puts it
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert models.resolve(ref) == folder
+    models.check_model_ref(ref)
+    assert (REPO / models.CONSTRUCTED_MODELS["smollm2-135m-child-brackets"].recipe).is_file()

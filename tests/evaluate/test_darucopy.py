@@ -8,7 +8,7 @@ import pytest
 
 from langadapt.errors import LangadaptError
 from langadapt.evaluate.darucopy import copy_task, lcs_ratio, lcs_score, length_score
-from langadapt.evaluate.generation import generate_greedy
+from langadapt.evaluate.generation import Generation, GenerationRun, generate_greedy
 from tests.conftest import INSTRUCT_REPLY
 from tests.tiny import greedy_reply
 
@@ -50,7 +50,18 @@ def test_generation_matches_a_plain_generate_call(instruct, tiny_instruct_pair, 
     assert [g.text for g in run.outputs] == [greedy_reply(tiny_instruct_pair.instruct, p) for p in prompts]
     reply_tokens = len(tokenizer(INSTRUCT_REPLY, add_special_tokens=False)["input_ids"])
     assert all(g.text == INSTRUCT_REPLY and g.tokens == reply_tokens and g.stopped for g in run.outputs)
-    assert run.words_per_second > 0
+    # Two batches (3 + 2 prompts), each as wide as its longest answer (+ the EOS step): one stream's speed.
+    assert run.steps == 2 * (reply_tokens + 1)
+    words_per_token = len(INSTRUCT_REPLY.split()) / reply_tokens
+    assert run.words_per_second == pytest.approx(run.steps / run.seconds * words_per_token)
+
+
+def test_stream_speed_does_not_depend_on_how_early_stops_line_up_in_a_batch() -> None:
+    """Ten words in five tokens, 100 decode steps in 2 s: 50 steps/s × 2 words/token, however many answers."""
+    one = GenerationRun([Generation("p", "a b c d e f g h i j", 5, True)], seconds=2.0, steps=100)
+    many = GenerationRun([Generation("p", "a b", 1, True)] * 5, seconds=2.0, steps=100)
+    assert one.tokens_per_second == many.tokens_per_second == 50.0
+    assert one.words_per_second == many.words_per_second == 100.0
 
 
 def test_copy_task_scores_the_models_outputs(instruct) -> None:
@@ -87,3 +98,13 @@ def test_plain_prompts_end_at_a_blank_line(llama, basque_dev_texts) -> None:
     run = generate_greedy(model, tokenizer, basque_dev_texts[:3], max_new_tokens=12, chat_template=False)
     for output in run.outputs:
         assert "\n\n" not in output.text and 0 <= output.tokens <= 12
+
+
+def test_a_copy_task_limited_to_some_models_skips_the_others() -> None:
+    from langadapt.evaluate.darucopy import CopyTask, CopyTaskConfig
+    from langadapt.evaluate.tasks import EvalModel, ModelSpec
+
+    setting = {"s": CopyTaskConfig(kind="sentence", path="x.jsonl", models=["base"])}
+    other = EvalModel(ModelSpec("cpt", "unused", True), None, None, None, "eu")  # never touched when skipped
+    output = CopyTask().run(setting, {"s": ["Kaixo mundua."]}, other)
+    assert output.report == {} and output.headline == {}

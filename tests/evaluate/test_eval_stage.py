@@ -113,6 +113,11 @@ def test_preflight_names_the_bad_key(tmp_path: Path, tiny_llama: Path) -> None:
     cfg = validate_config(_config(tmp_path, tiny_llama, **bad_copy), base_dir=tmp_path)
     with pytest.raises(LangadaptError, match=r"eval.copy.c.source 'nope' is not in data.eval_sources"):
         check(cfg)
+    unevaluated = {"models": ["base", str(tiny_llama)],
+                   "copy": {"c": {"kind": "sentence", "source": "eu_dev", "models": ["dpo", tiny_llama.name]}}}
+    cfg = validate_config(_config(tmp_path, tiny_llama, **unevaluated), base_dir=tmp_path)
+    with pytest.raises(LangadaptError, match=r"eval.copy.c.models names 'dpo', which eval.models does not evaluate"):
+        check(cfg)
     task = tmp_path / "bad.jsonl"
     task.write_text('{"question": "q", "choices": ["a", "b"], "answer": 0}\n{"question": "q", "choices": ["a"], "answer": 3}\n')
     cfg = validate_config(_config(tmp_path, tiny_llama, mc={"t": {"path": str(task)}}), base_dir=tmp_path)

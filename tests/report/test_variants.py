@@ -13,6 +13,7 @@ from langadapt.runstore import write_json
 from langadapt.sweep.store import SharedStages, VariantStore
 
 BASE = {"eu bpc": 4.0, "en bpc": 1.5, "mc:translation loglik": 0.25}
+CHILD = {"eu bpc": 3.9, "gen:brackets pattern_rate": 0.9}
 
 
 def commit(store: VariantStore, stage: str, key: str, wall: float, metrics: dict) -> None:
@@ -37,10 +38,10 @@ def fake_sweep(root: Path) -> Path:
             commit(store, "vocab", vocab, 4.0, {"summary": {"basque_dev ×chars/tok": ratio, "new tokens": 5}})
             commit(store, "lep", name, 3.0, {})
             final = {"eu bpc": bpc, "en bpc": 1.6, "mc:translation loglik": 0.5, "copy:sentences len": 0.75,
-                     "gen words/s": 3.0}
+                     "gen words/s": 3.0, "gen:brackets pattern_rate": 0.85}
             if lep == "swap":
                 final["eu bpc ci"] = [bpc - 0.125, bpc + 0.125]
-            commit(store, "eval", name, 20.0, {"models": {"base": BASE, "lep": final}})
+            commit(store, "eval", name, 20.0, {"models": {"base": BASE, "instruct": CHILD, "lep": final}})
     write_json(root / "sweep.json", {"name": "eu", "keys": ["vocab.method", "lep.method"], "variants": variants})
     return root
 
@@ -51,11 +52,14 @@ def test_rows_hold_ratios_bpc_with_intervals_scores_and_walls_counting_shared_st
     assert [r.name for r in comparison.rows][:2] == ["vocab-extended_lep-swap", "vocab-extended_lep-conversion"]
     assert first.model == "lep" and first.ratios == {"basque_dev ×chars/tok": 2.1}
     assert first.bpc == {"eu bpc": (2.5, (2.375, 2.625)), "en bpc": (1.6, None)}
-    assert first.scores == {"mc:translation loglik": 0.5, "copy:sentences len": 0.75}  # not gen words/s
+    assert first.scores == {"mc:translation loglik": 0.5, "copy:sentences len": 0.75,
+                            "gen:brackets pattern_rate": 0.85}  # not gen words/s
     assert last.bpc["eu bpc"] == (2.25, None) and last.ratios == {"basque_dev ×chars/tok": 2.3}
     assert first.own_seconds == 3.0 + 20.0 and first.shared == ["data", "vocab"]
     assert comparison.seconds == 10 + 2 * 4 + 4 * 23 and comparison.unshared_seconds == 4 * (10 + 4 + 23)
-    assert comparison.reference.name == "original (models.base)" and comparison.reference.bpc["eu bpc"] == (4.0, None)
+    assert [r.name for r in comparison.references] == ["original (models.base)", "instruct sibling (models.instruct)"]
+    assert comparison.references[1].scores == {"gen:brackets pattern_rate": 0.9}
+    assert comparison.references[0].bpc["eu bpc"] == (4.0, None)
 
 
 def test_markdown_csv_and_the_html_section(tmp_path: Path) -> None:
@@ -63,13 +67,15 @@ def test_markdown_csv_and_the_html_section(tmp_path: Path) -> None:
     comparison = load_comparison(root)
     text = markdown(comparison)
     assert ("| variant | vocab.method | lep.method | model | basque_dev ×chars/tok | eu bpc | en bpc | "
-            "mc:translation loglik | copy:sentences len | wall | shared |") in text
-    assert "| vocab-extended_lep-swap | extended | swap | lep | 2.1 | 2.500 [2.375, 2.625] | 1.600 | 0.5 | 0.75 | " \
+            "mc:translation loglik | gen:brackets pattern_rate | copy:sentences len | wall | shared |") in text
+    assert "| vocab-extended_lep-swap | extended | swap | lep | 2.1 | 2.500 [2.375, 2.625] | 1.600 | 0.5 | 0.85 | 0.75 | " \
            "23 s | data, vocab |" in text
-    assert "| original (models.base) |  |  | base |  | 4.000 | 1.500 | 0.25 |  |  |  |" in text
+    assert "| original (models.base) |  |  | base |  | 4.000 | 1.500 | 0.25 |  |  |  |  |" in text
+    assert "| instruct sibling (models.instruct) |  |  | instruct |  | 3.900 |  |  | 0.9 |  |  |  |" in text
     assert "stage time 110 s with shared stages counted once (148 s if each variant had made its own)" in text
     rows = list(csv.DictReader(io.StringIO(csv_text(comparison))))
-    assert rows[1]["eu bpc low"] == "2.375" and rows[1]["wall_seconds"] == "23.0" and rows[2]["eu bpc low"] == ""
+    assert rows[1]["variant"] == "instruct sibling (models.instruct)" and rows[1]["wall_seconds"] == ""
+    assert rows[2]["eu bpc low"] == "2.375" and rows[2]["wall_seconds"] == "23.0" and rows[3]["eu bpc low"] == ""
 
     run = root / "variants" / "vocab-optimized_lep-swap"
     section = variants_section(run)

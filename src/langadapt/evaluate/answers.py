@@ -1,7 +1,9 @@
 """The generation task: answers to a prompt file, their language, ROUGE against references, a judge.
 
 A prompt file has one JSON object per line: `{"prompt": str}` plus optional `"reference"` (scored with
-ROUGE-1/2/L F1, for summarisation items). The target-language answer rate is the share of answers that
+ROUGE-1/2/L F1, for summarisation items). With `pattern`, the share of answers that match a regular
+expression (the whole answer, stripped) checks a behaviour automatically — e.g. an instruct child that
+always answers inside a template. The target-language answer rate is the share of answers that
 offline language ID reads as the target language — an adapted model that drifts back into English shows
 up here first. An optional OpenAI-compatible judge grades each answer 1–5.
 """
@@ -14,7 +16,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from langadapt.errors import LangadaptError
 from langadapt.evaluate.generation import generate_greedy
@@ -76,6 +78,7 @@ def generate_task(
     max_new_tokens: int = 128,
     batch_size: int = 8,
     judge: JudgeConfig | None = None,
+    pattern: str | None = None,
 ) -> dict[str, Any]:
     """Generate greedy answers and score them; returns metrics plus the answers."""
     run = generate_greedy(model, tokenizer, [item.prompt for item in items], max_new_tokens=max_new_tokens,
@@ -90,6 +93,10 @@ def generate_task(
         "tokens_per_second": round(run.tokens_per_second, 3),
         "mean_answer_words": round(fmean(len(a.split()) for a in answers), 3),
     }
+    matches = [re.fullmatch(pattern, a.strip(), flags=re.DOTALL) is not None for a in answers] if pattern else []
+    if pattern:
+        metrics["pattern"] = pattern
+        metrics["pattern_rate"] = round(sum(matches) / len(items), 6)
     with_reference = [(a, item.reference) for a, item in zip(answers, items, strict=True) if item.reference]
     if with_reference:
         rouge = rouge_scores([a for a, _ in with_reference], [r for _, r in with_reference])
@@ -100,7 +107,8 @@ def generate_task(
         valid = [g for g in grades if g is not None]
         metrics["judge_mean"] = round(fmean(valid), 4) if valid else None
     metrics["items"] = [
-        {"prompt": item.prompt, "answer": a, "language": lang, **({"judge": grades[k]} if grades else {})}
+        {"prompt": item.prompt, "answer": a, "language": lang, **({"judge": grades[k]} if grades else {}),
+         **({"matches": matches[k]} if matches else {})}
         for k, (item, a, lang) in enumerate(zip(items, answers, languages, strict=True))
     ]
     return metrics
@@ -118,6 +126,18 @@ class GenerateTaskConfig(Section):
     language: str | None = None
     max_items: int | None = Field(default=None, ge=1)
     max_new_tokens: int = Field(default=128, ge=1)
+    pattern: str | None = Field(
+        default=None, description="regular expression every answer should match in full (stripped); its rate is scored")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern {value!r} is not a regular expression ({exc}) — fix it") from None
+        return value
 
 
 @eval_task
@@ -146,20 +166,23 @@ class GenerateTask(EvalTask[dict[str, GenerateTaskConfig], dict[str, list[Prompt
             language = task.language or model.target_language
             outcome = generate_task(model.model, model.tokenizer, inputs[name], language=language,
                                     chat_template=model.chat(), max_new_tokens=task.max_new_tokens,
-                                    judge=model.section.judge)
+                                    judge=model.section.judge, pattern=task.pattern)
             out.report[name] = outcome
             out.headline[f"gen:{name} {language} rate"] = outcome["target_language_rate"]
             out.headline["gen words/s"] = outcome["words_per_second"]
-            for key in ("rougeL", "judge_mean"):
+            for key in ("pattern_rate", "rougeL", "judge_mean"):
                 if outcome.get(key) is not None:
                     out.headline[f"gen:{name} {key}"] = outcome[key]
         return out
 
     def item_scores(self, setting: dict[str, GenerateTaskConfig], report: dict[str, Any]) -> dict[str, ItemScores]:
         """The target-language rate as the share of answers language ID reads as the task's language."""
-        return {f"gen:{name} {task['language']} rate":
-                ItemScores.successes([item["language"] == task["language"] for item in task["items"]])
-                for name, task in report.items() if "language" in task}
+        scores = {f"gen:{name} {task['language']} rate":
+                  ItemScores.successes([item["language"] == task["language"] for item in task["items"]])
+                  for name, task in report.items() if "language" in task}
+        scores.update({f"gen:{name} pattern_rate": ItemScores.successes([item["matches"] for item in task["items"]])
+                       for name, task in report.items() if "pattern_rate" in task})
+        return scores
 
     def samples(self, setting: dict[str, GenerateTaskConfig], report: dict[str, Any]) -> dict[str, list[Sample]]:
         return {f"gen:{name}": [Sample(item["prompt"], item["answer"]) for item in task["items"]]

@@ -159,6 +159,10 @@ class CopyTaskConfig(Section):
     max_items: int | None = Field(default=20, ge=1)
     max_new_tokens: int | None = Field(default=None, ge=1, description="default: 128 sentence, 1024 paragraph")
     instruction: str | None = Field(default=None, description="with {text}; default: per language")
+    batch_size: int = Field(default=16, ge=1, description="prompts generated together (greedy, left-padded)")
+    models: list[str] | None = Field(
+        default=None, min_length=1, description="eval labels to run on (default: every evaluated model); "
+        "generation is the slow part of an eval on CPU")
 
     @model_validator(mode="after")
     def _one_origin(self) -> CopyTaskConfig:
@@ -178,10 +182,20 @@ class CopyTask(EvalTask[dict[str, CopyTaskConfig], dict[str, list[str]]]):
         return [str(task.path) for task in setting.values() if task.path is not None]
 
     def preflight(self, setting: dict[str, CopyTaskConfig], cfg: RunConfig) -> None:
+        from langadapt.evaluate.config import RUN_MODELS, EvalConfig
+        from langadapt.evaluate.stages import model_label
+
         for name, task in setting.items():
             problem = task.source is not None and unknown_eval_source(cfg, task.source, f"eval.copy.{name}.source")
             if problem:
                 raise LangadaptError(problem)
+            section = cfg.section("eval")
+            listed = section.models if isinstance(section, EvalConfig) else None
+            evaluated = None if listed is None else {m if m in RUN_MODELS else model_label(m) for m in listed}
+            missing = [m for m in task.models or [] if evaluated is not None and m not in evaluated]
+            if missing:
+                raise LangadaptError(f"eval.copy.{name}.models names {', '.join(map(repr, missing))}, which eval.models "
+                                     "does not evaluate — add it to eval.models or remove it here")
 
     def read_inputs(self, setting: dict[str, CopyTaskConfig], cfg: RunConfig, data_dir: Path) -> dict[str, list[str]]:
         from langadapt.evaluate.runner import read_text_file
@@ -203,22 +217,26 @@ class CopyTask(EvalTask[dict[str, CopyTaskConfig], dict[str, list[str]]]):
         out = TaskOutput({})
         chat = model.chat()
         for name, task in setting.items():
+            if task.models is not None and model.spec.label not in task.models:
+                continue
             result = copy_task(model.model, model.tokenizer, inputs[name], kind=task.kind,
                                language=task.language or model.target_language, instruction=task.instruction,
-                               chat_template=chat, max_new_tokens=task.max_new_tokens)
+                               chat_template=chat, max_new_tokens=task.max_new_tokens, batch_size=task.batch_size)
             out.report[name] = {**result.to_dict(), "chat_template": chat}
             out.headline[_label(name, task.kind)] = round(result.score, 4)
+            out.headline[f"copy:{name} exact"] = round(result.exact, 4)
             out.headline.setdefault("gen words/s", round(result.words_per_second, 3))
             log.info("%s: copy %s %.3f", model.spec.label, name, result.score)
         return out
 
     def item_scores(self, setting: dict[str, CopyTaskConfig], report: dict[str, Any]) -> dict[str, ItemScores]:
-        """`len` as the mean of per-item length scores; `lcs` (0/1 per item) as a rate."""
+        """`len` as the mean of per-item length scores; `lcs` (0/1 per item) and exact match as rates."""
         scores = {}
         for name, task in report.items():
             values = [item["score"] for item in task["items"]]
             sentence = task["kind"] == "sentence"
             scores[_label(name, task["kind"])] = ItemScores.mean(values) if sentence else ItemScores.successes(values)
+            scores[f"copy:{name} exact"] = ItemScores.successes([bool(item["exact"]) for item in task["items"]])
         return scores
 
     def samples(self, setting: dict[str, CopyTaskConfig], report: dict[str, Any]) -> dict[str, list[Sample]]:

@@ -29,18 +29,26 @@ class Generation:
 
 @dataclass(frozen=True)
 class GenerationRun:
+    """Outputs, wall seconds, and decode steps (each batch's generated width, summed over batches).
+
+    Speeds are those of one stream — what a user watching one answer sees: `tokens_per_second` is decode
+    steps per second, `words_per_second` that times the words per generated token. Words over wall time
+    would instead measure how early stops line up in a batch (a batch runs until its longest answer ends).
+    """
+
     outputs: list[Generation]
     seconds: float
+    steps: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 and self.steps else float("nan")
 
     @property
     def words_per_second(self) -> float:
         words = sum(len(g.text.split()) for g in self.outputs)
-        return words / self.seconds if self.seconds > 0 else float("nan")
-
-    @property
-    def tokens_per_second(self) -> float:
         tokens = sum(g.tokens for g in self.outputs)
-        return tokens / self.seconds if self.seconds > 0 else float("nan")
+        return self.tokens_per_second * words / tokens if tokens else float("nan")
 
 
 def require_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
@@ -94,6 +102,7 @@ def generate_greedy(
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
     outputs: dict[int, Generation] = {}
+    steps = 0
     started = time.perf_counter()
     with torch.inference_mode():
         for at in range(0, len(order), batch_size):
@@ -110,6 +119,7 @@ def generate_greedy(
                 eos_token_id=sorted(stops) or None,
                 **({} if chat_template else {"stop_strings": [PLAIN_STOP], "tokenizer": tokenizer}),
             )[:, width:].tolist()
+            steps += len(generated[0])
             for row, i in enumerate(rows):
                 new = generated[row]
                 cut = next((k for k, t in enumerate(new) if t in stops), None)
@@ -120,4 +130,4 @@ def generate_greedy(
                     text = text.split(PLAIN_STOP)[0].strip()
                     n_tokens, stopped = len(tokenizer(text, add_special_tokens=False)["input_ids"]), True
                 outputs[i] = Generation(prompts[i], text, n_tokens, stopped)
-    return GenerationRun([outputs[i] for i in range(len(prompts))], time.perf_counter() - started)
+    return GenerationRun([outputs[i] for i in range(len(prompts))], time.perf_counter() - started, steps)

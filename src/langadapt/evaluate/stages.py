@@ -31,7 +31,7 @@ SAMPLES = 4  # generations per task shown side by side in the report
 SUMMARY_SOURCES = 4  # more target + English sources than this: the summary shows the target ones + one English
 
 
-def _label(ref: str) -> str:
+def model_label(ref: str) -> str:
     name = Path(ref.removeprefix("builtin:").rstrip("/")).name or ref
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
@@ -63,7 +63,7 @@ def model_specs(cfg: RunConfig, ctx: StageContext) -> tuple[list[ModelSpec], lis
         elif entry in stage_chat:
             ref, label, tokenizer = produced.get(entry, (None, False))[0], entry, None
         else:
-            ref, label, tokenizer = entry, _label(entry), None
+            ref, label, tokenizer = entry, model_label(entry), None
         if ref is None:
             skipped.append(entry)
             continue

@@ -24,7 +24,8 @@ from langadapt.runstore import now_iso, read_json, read_manifest, write_text_ato
 
 SWEEP_FILE = "sweep.json"  # = langadapt.sweep.store.SWEEP_FILE (the report does not import the runner)
 VARIANTS_DIR = "variants"
-SCORE_PREFIXES = ("mc:", "copy:")
+SCORE_PREFIXES = ("mc:", "copy:", "gen:")
+REFERENCE_LABELS = {"base": "original", "instruct": "instruct sibling"}
 
 
 @dataclass
@@ -45,12 +46,12 @@ class Comparison:
     name: str
     keys: list[str]
     rows: list[Row]
-    reference: Row | None  # the original model (`base` in eval.models), the same for every variant
+    references: list[Row]  # the original (`base`) and the instruct sibling (`instruct`) when evaluated: shared rows
     seconds: float  # every stage folder once: what the sweep cost
     unshared_seconds: float  # what the variants would have cost one by one
 
     def columns(self, group: str) -> list[str]:
-        rows = [*([self.reference] if self.reference else []), *self.rows]
+        rows = [*self.references, *self.rows]
         return list(dict.fromkeys(key for row in rows for key in getattr(row, group)))
 
 
@@ -66,7 +67,8 @@ def load_comparison(root: str | Path) -> Comparison:
     sweep = read_json(root / SWEEP_FILE)
     order = pipeline_order()
     folders: dict[str, dict[str, Path]] = {}  # variant -> stage -> its folder, resolved
-    rows, reference = [], None
+    rows: list[Row] = []
+    references: dict[str, Row] = {}
     for entry in sweep["variants"]:
         run = root / VARIANTS_DIR / entry["name"]
         folders[entry["name"]] = {stage: (run / stage).resolve() for stage in order if read_manifest(run / stage)}
@@ -86,12 +88,14 @@ def load_comparison(root: str | Path) -> Comparison:
         if models:
             row.model = list(models)[-1]
             _fill_scores(row, models[row.model])
-            if reference is None and "base" in models:
-                reference = _fill_scores(Row("original (models.base)", {}, "base", "reference"), models["base"])
+            for name in ("base", "instruct"):
+                if name not in references and name in models:
+                    references[name] = _fill_scores(Row(f"{REFERENCE_LABELS[name]} (models.{name})", {}, name,
+                                                        "reference"), models[name])
         row.own_seconds = sum(walls[f] for f in stages.values() if uses[f] == 1)
         row.shared = [stage for stage, f in stages.items() if uses[f] > 1]
         rows.append(row)
-    return Comparison(sweep["name"], list(sweep["keys"]), rows, reference, sum(walls.values()),
+    return Comparison(sweep["name"], list(sweep["keys"]), rows, list(references.values()), sum(walls.values()),
                       sum(walls[f] for stages in folders.values() for f in stages.values()))
 
 
@@ -125,10 +129,9 @@ def table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and text cells, the reference row first."""
     ratios, bpc, scores = (comparison.columns(g) for g in ("ratios", "bpc", "scores"))
     header = ["variant", *comparison.keys, "model", *ratios, *bpc, *scores, "wall", "shared"]
-    rows = [*([comparison.reference] if comparison.reference else []), *comparison.rows]
     cells = []
-    for row in rows:
-        is_reference = row is comparison.reference
+    for row in [*comparison.references, *comparison.rows]:
+        is_reference = row in comparison.references
         cells.append([
             row.name, *[row.values.get(k, "") for k in comparison.keys],
             row.model if row.model or is_reference else row.status,
@@ -163,7 +166,7 @@ def csv_text(comparison: Comparison) -> str:
     writer.writerow(["variant", *comparison.keys, "model", *ratios,
                      *[f"{k}{suffix}" for k in bpc for suffix in ("", " low", " high")], *scores,
                      "wall_seconds", "shared_stages"])
-    for row in [*([comparison.reference] if comparison.reference else []), *comparison.rows]:
+    for row in [*comparison.references, *comparison.rows]:
         bpc_cells = []
         for key in bpc:
             value, interval = row.bpc.get(key, (None, None))
@@ -171,7 +174,7 @@ def csv_text(comparison: Comparison) -> str:
         writer.writerow([row.name, *[row.values.get(k, "") for k in comparison.keys],
                          row.model, *[row.ratios.get(k) for k in ratios], *bpc_cells,
                          *[row.scores.get(k) for k in scores],
-                         "" if row is comparison.reference else round(row.own_seconds, 3), " ".join(row.shared)])
+                         "" if row in comparison.references else round(row.own_seconds, 3), " ".join(row.shared)])
     return buffer.getvalue()
 
 

@@ -102,14 +102,18 @@ def check_variants(variants: list[Variant], source: str) -> dict[str, list[Stage
     """Every variant's plan and stage preflights (`langadapt validate`), by run name; all problems in one error."""
     from langadapt.pipeline import check
 
-    planned, errors = {}, []
+    planned: dict[str, list[Stage]] = {}
+    failing: dict[str, list[str]] = {}  # message -> the variants it is about (a shared problem said once)
     for variant in variants:
         try:
             planned[variant.cfg.name] = check(variant.cfg)
         except LangadaptError as exc:
-            errors.append(f"variant '{variant.name}': {exc}")
-    if errors:
-        raise LangadaptError(f"{source}: " + "; ".join(errors))
+            failing.setdefault(str(exc), []).append(variant.name)
+    if failing:
+        names = {message: ", ".join(f"'{n}'" for n in names) for message, names in failing.items()}
+        raise LangadaptError(f"{source}: " + "; ".join(
+            f"{'all variants' if len(failing[m]) == len(variants) > 1 else 'variant ' + names[m]}: {m}"
+            for m in failing))
     return planned
 
 
