@@ -177,7 +177,10 @@ def basque(args: argparse.Namespace) -> None:
     from langadapt.train.cpt import CptJob, run_cpt
 
     base = str(resolve(SMOLLM2))
-    dev = {"Basque dev": read_field(EU_DEV, "eu", args.dev_docs), "English dev": read_field(EU_DEV, "en", args.dev_docs)}
+    dev = {
+        "Basque dev": read_field(EU_DEV, "eu", args.dev_docs),
+        "English dev": read_field(EU_DEV, "en", args.dev_docs),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         data = tmp_path / "packed"
@@ -247,8 +250,13 @@ def gpu(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         data = tmp_path / "packed"
-        pack(load_tokenizer(base), {"basque": (read_field(EU_TRAIN, "eu"), 0.8), "english": (read_field(EU_TRAIN, "en"), 0.2)},
-             args.context, args.steps * args.batch, data)
+        pack(
+            load_tokenizer(base),
+            {"basque": (read_field(EU_TRAIN, "eu"), 0.8), "english": (read_field(EU_TRAIN, "en"), 0.2)},
+            args.context,
+            args.steps * args.batch,
+            data,
+        )
         for mode in ("full", "embeddings"):
             settings = CptConfig(mode=mode, max_steps=args.steps, warmup_steps=1, batch_size=args.batch,
                                  precision="bf16", attention=args.attention, save_steps=10_000, logging_steps=10,

@@ -36,19 +36,29 @@ TRAIN = {
     "ru": SHARED_DATA / "ru" / "libreoffice-help.en-ru.train.jsonl.gz",
     "lt": SHARED_DATA / "lt" / "ui-strings.en-lt.train.jsonl.gz",
 }
-OOD = {"eu": SHARED_DATA / "eu" / "ui-strings.en-eu.ood.jsonl.gz", "ru": SHARED_DATA / "ru" / "ui-strings.en-ru.ood.jsonl.gz"}
+OOD = {
+    "eu": SHARED_DATA / "eu" / "ui-strings.en-eu.ood.jsonl.gz",
+    "ru": SHARED_DATA / "ru" / "ui-strings.en-ru.ood.jsonl.gz",
+}
 
 
 def sources(copies: Path | None) -> dict[str, dict]:
     found = {lang: {"path": str(path), "text_field": lang, "language": lang} for lang, path in TRAIN.items()}
     for lang in TRAIN if copies else ():
-        found[f"{lang}-reversed"] = {"path": str(copies / f"{lang}-reversed.jsonl.gz"), "text_field": lang, "language": lang}
+        found[f"{lang}-reversed"] = {
+            "path": str(copies / f"{lang}-reversed.jsonl.gz"),
+            "text_field": lang,
+            "language": lang,
+        }
     return found
 
 
 def reversed_copies(folder: Path) -> None:
     for lang, path in TRAIN.items():
-        with gzip.open(path, "rt", encoding="utf-8") as src, gzip.open(folder / f"{lang}-reversed.jsonl.gz", "wt", encoding="utf-8") as dst:
+        with (
+            gzip.open(path, "rt", encoding="utf-8") as src,
+            gzip.open(folder / f"{lang}-reversed.jsonl.gz", "wt", encoding="utf-8") as dst,
+        ):
             for line in src:
                 text = json.loads(line)[lang]
                 dst.write(json.dumps({lang: " ".join(reversed(text.split(" ")))}, ensure_ascii=False) + "\n")
@@ -83,7 +93,9 @@ def input_mb(copies: Path | None) -> float:
     from langadapt.data.config import SourceConfig
     from langadapt.data.sources import iter_documents
 
-    return sum(len(t.encode("utf-8")) for s in sources(copies).values() for t in iter_documents(SourceConfig(**s))) / 1e6
+    return (
+        sum(len(t.encode("utf-8")) for s in sources(copies).values() for t in iter_documents(SourceConfig(**s))) / 1e6
+    )
 
 
 REPEATS = 3  # the machine is shared: each figure is the fastest of this many fresh runs
@@ -94,7 +106,9 @@ def throughput() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         old_src = Path(tmp) / "old"
         old_src.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", OLD_COMMIT, "src"], capture_output=True, check=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", OLD_COMMIT, "src"], capture_output=True, check=True
+        )
         subprocess.run(["tar", "-x", "-C", str(old_src)], input=archive.stdout, check=True)
         reversed_copies(Path(tmp))
         sizes = {1: input_mb(None), 2: input_mb(Path(tmp))}
@@ -107,7 +121,9 @@ def throughput() -> str:
                     result = json.loads(child.stdout.strip().splitlines()[-1])
                     print(kind, workers, double, {k: v for k, v in result.items() if k != "steps"}, flush=True)
                     best = results.get((kind, workers, double))
-                    results[kind, workers, double] = result if best is None or result["seconds"] < best["seconds"] else best
+                    results[kind, workers, double] = (
+                        result if best is None or result["seconds"] < best["seconds"] else best
+                    )
     rows = []
     base = results["old", 1, False]["seconds"]
     one = results["new", 1, False]["seconds"]
@@ -144,7 +160,9 @@ def langid() -> str:
 
     codes = ["en", "eu", "lt", "ru"]
     backends = {"lingua": {}, "fasttext": {}, "cascade": {}, "cascade, lingua below 0 chars": {"lingua_below_chars": 0}}
-    files = [(f"{lang} train", path, lang) for lang, path in TRAIN.items()] + [(f"{lang} ood", p, lang) for lang, p in OOD.items()]
+    files = [(f"{lang} train", path, lang) for lang, path in TRAIN.items()] + [
+        (f"{lang} ood", p, lang) for lang, p in OOD.items()
+    ]
     rows = []
     for label, path, lang in files:
         target, english = cleaned(path, lang), cleaned(path, "en")
@@ -191,23 +209,34 @@ def pack_figures(target_tokens: int = 10_000_000) -> str:
                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
         tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
         print(f"64k BPE trained in {time.perf_counter() - start:.0f} s ({len(tokenizer)} tokens)", flush=True)
-        per_pass = sum(len(ids) + 1 for ids in tokenizer(texts[:20000], add_special_tokens=False)["input_ids"]) * len(texts) / 20000
+        per_pass = (
+            sum(len(ids) + 1 for ids in tokenizer(texts[:20000], add_special_tokens=False)["input_ids"])
+            * len(texts)
+            / 20000
+        )
         repeats = max(1, round(target_tokens / per_pass))
         path = Path(tmp) / "corpus.jsonl.gz"
         write_texts(path, (t for _ in range(repeats) for t in texts))
         tokenizer.save_pretrained(Path(tmp) / "tok")
         for workers in (1, 2):
-            args = [sys.executable, __file__, "--tokenize", str(path), str(Path(tmp) / "tok"), str(workers), str(Path(tmp) / f"c{workers}")]
-            result = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-            rows.append([workers, result["tokens"], round(result["seconds"], 1), round(result["tokens"] / result["seconds"]),
-                         round(result["parent_mib"]), round(result["worker_mib"])])
+            args = [sys.executable, __file__, "--tokenize", str(path), str(Path(tmp) / "tok"), str(workers),
+                    str(Path(tmp) / f"c{workers}")]
+            result = json.loads(
+                subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            )
+            rows.append([workers, result["tokens"], round(result["seconds"], 1),
+                         round(result["tokens"] / result["seconds"]), round(result["parent_mib"]),
+                         round(result["worker_mib"])])
             print(rows[-1], flush=True)
         rows[1].append(round(rows[0][2] / rows[1][2], 2))
         rows[0].append(1.0)
         start = time.perf_counter()
         metrics = pack_corpus({"all": path}, tokenizer, PackConfig(context_length=2048), Path(tmp) / "packed", seed=1,
                               cache_dir=Path(tmp) / "c2")
-        print(f"packing {metrics['blocks']} blocks of 2048 from the cache: {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"packing {metrics['blocks']} blocks of 2048 from the cache: {time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
     header = ["workers", "tokens", "s", "tokens/s", "parent peak MiB", "worker peak MiB", "× 1 worker"]
     return markdown_table(header, rows)
 
@@ -220,7 +249,12 @@ def tokenize_child(path: str, tokenizer_dir: str, workers: int, cache: str) -> d
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     corpus = tokenize_corpus(Path(path), tokenizer, add_bos=False, cache_dir=Path(cache), workers=workers)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"tokens": int(corpus.lengths.sum()), "seconds": corpus.seconds, "parent_mib": peak_rss_mb(), "worker_mib": children}
+    return {
+        "tokens": int(corpus.lengths.sum()),
+        "seconds": corpus.seconds,
+        "parent_mib": peak_rss_mb(),
+        "worker_mib": children,
+    }
 
 
 def mix_figures() -> str:

@@ -103,7 +103,10 @@ def main() -> int:
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
     missed = [r[0] for r in rows if r[-1].startswith("NOT")]
-    print(f"\n{len(rows) - len(missed)} of {len(rows)} targets met" + (f"; not met: {', '.join(missed)}" if missed else ""))
+    print(
+        f"\n{len(rows) - len(missed)} of {len(rows)} targets met"
+        + (f"; not met: {', '.join(missed)}" if missed else "")
+    )
     if args.json:
         args.json.write_text(json.dumps({"rows": [dict(zip(header, r, strict=True)) for r in rows],
                                          "figures": metrics["figures"]}, indent=2, ensure_ascii=False))

@@ -191,8 +191,10 @@ def main() -> None:
     print(f"\n## Bits/char before training (Extended {basque}, {args.dev_docs} dev documents)\n")
     print(markdown_table(["model", "eu bits/char", "en bits/char", "eu chars/token"], bpc))
     original, mean, random = (next(r for r in bpc if r[0] == name) for name in ("original", "mean", "random"))
-    print(f"\nBasque: mean − original = {mean[1] - original[1]:+.3f}, random − original = {random[1] - original[1]:+.3f}"
-          f" bits/char; peak RSS {peak_rss_mb():.0f} MiB")
+    print(
+        f"\nBasque: mean − original = {mean[1] - original[1]:+.3f}, random − original = {random[1] - original[1]:+.3f}"
+        f" bits/char; peak RSS {peak_rss_mb():.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -108,8 +108,10 @@ def bench_mc(args: argparse.Namespace, model, tokenizer, lm, dev: list[dict[str,
         requests += [Instance("loglikelihood", {}, (prompt, " " + a), k * 4 + j)
                      for j, a in enumerate(fmt.answers(item))]
     (ours, ours_s), (answers, theirs_s) = best_of(
-        args.rounds, lambda: evaluate_mc(model, tokenizer, items, fmt=fmt, shots=shots, scorings=("loglik", "loglik_norm")),
-        lambda: lm.loglikelihood(requests, disable_tqdm=True))
+        args.rounds,
+        lambda: evaluate_mc(model, tokenizer, items, fmt=fmt, shots=shots, scorings=("loglik", "loglik_norm")),
+        lambda: lm.loglikelihood(requests, disable_tqdm=True),
+    )
     scores = [ll for ll, _ in answers]
     print(f"ours: {ours_s:.1f} s, accuracy {ours.accuracy}", flush=True)
 

@@ -45,7 +45,9 @@ def tokenizer_folder(lang: str, vocab: str, documents: int) -> Path:
         train = files(lang)["train"]
         base = BaseTokenizer.load(MODEL)
         extra = {"keep": 32000, "english": iter(read_field(train, "en", documents))} if vocab == "optimized" else {}
-        built = build_vocabulary(base, iter(read_field(train, lang, documents)), method=vocab, vocab_size=16000, **extra)
+        built = build_vocabulary(
+            base, iter(read_field(train, lang, documents)), method=vocab, vocab_size=16000, **extra
+        )
         save_vocabulary(built, base, out)
     return out
 
@@ -96,8 +98,12 @@ def score(model, tokenizer, sets: dict[str, list[str]], copies: list[str]) -> di
         result = copy_task(model, tokenizer, copies, kind="sentence", language="en", max_new_tokens=48)
         similarity = fmean(difflib.SequenceMatcher(None, i["prediction"], i["reference"], autojunk=False).ratio()
                            for i in result.items)
-        out["copy"] = {"exact": round(result.exact, 3), "similarity": round(similarity, 3), "len": round(result.score, 3),
-                       "example": result.items[1]["prediction"][:80]}
+        out["copy"] = {
+            "exact": round(result.exact, 3),
+            "similarity": round(similarity, 3),
+            "len": round(result.score, 3),
+            "example": result.items[1]["prediction"][:80],
+        }
     return out
 
 
@@ -178,9 +184,10 @@ def run_method(job: dict) -> dict:
     metrics = resize_to_tokenizer(model, old, new, TokenMap.load(job["tokenizer"]), config, seed=0, corpus=corpus)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out = {"method": method, "init_s": round(seconds, 1), "rss_loaded_mb": round(rss_loaded), "peak_rss_mb": round(peak),
-           "fallback_rows": metrics["fallback_rows"], "new_rows": metrics["new_rows"], "init": metrics["init"],
-           "calibration": metrics.get("calibration"), "step0": score(model, new, sets, copies)}
+    out = {"method": method, "init_s": round(seconds, 1), "rss_loaded_mb": round(rss_loaded),
+           "peak_rss_mb": round(peak), "fallback_rows": metrics["fallback_rows"], "new_rows": metrics["new_rows"],
+           "init": metrics["init"], "calibration": metrics.get("calibration"),
+           "step0": score(model, new, sets, copies)}
     if job["cpt_steps"]:
         blocks = cpt_blocks(new, lang, job["documents"], job["cpt_steps"])
         out["cpt_s"] = round(train_embeddings(model, blocks, job["cpt_steps"]), 1)
@@ -234,9 +241,11 @@ def report(results: list[dict]) -> None:
                 continue
             s = r[phase]
             copy = s.get("copy", {})
-            rows.append([r["run"], r["method"], "0" if phase == "step0" else "CPT", cell(s["dev"]), cell(s["ood"]), cell(s["en"]),
+            rows.append([r["run"], r["method"], "0" if phase == "step0" else "CPT",
+                         cell(s["dev"]), cell(s["ood"]), cell(s["en"]),
                          copy.get("exact", ""), copy.get("similarity", ""), copy.get("len", ""),
-                         r.get("init_s", "") if phase == "step0" else "", r.get("peak_rss_mb", "") if phase == "step0" else "",
+                         r.get("init_s", "") if phase == "step0" else "",
+                         r.get("peak_rss_mb", "") if phase == "step0" else "",
                          r.get("fallback_rows", "") if phase == "step0" else ""])
     print(markdown_table(["run", "method", "step", "dev bits/char", "OOD bits/char", "English bits/char", "copy exact",
                           "copy similarity", "copy len", "init s", "peak RSS MiB", "fallback rows"], rows))

@@ -110,8 +110,11 @@ def main() -> None:
                          "chars per generated token")]
     print(markdown_table(["metric", "before", "after", "after / before"], rows))
     tokens = metrics["data"]["tokens"] * args.steps * args.batch_size / metrics["data"]["examples"]
-    print(f"training: {args.steps} steps × {args.batch_size}, ~{tokens:.0f} tokens, {times['calibration (LoRA SFT)']:.0f} s, "
-          f"loss {metrics['first_loss']:.3f} → {metrics['last_loss']:.3f}; peak RSS {peak_rss_mb():.0f} MiB")
+    print(
+        f"training: {args.steps} steps × {args.batch_size}, ~{tokens:.0f} tokens, "
+        f"{times['calibration (LoRA SFT)']:.0f} s, "
+        f"loss {metrics['first_loss']:.3f} → {metrics['last_loss']:.3f}; peak RSS {peak_rss_mb():.0f} MiB"
+    )
     print("example before:", json.dumps(before["example"], ensure_ascii=False)[:200])
     print("example after: ", json.dumps(after["example"], ensure_ascii=False)[:200])
     print("reference:     ", json.dumps(sentences[0], ensure_ascii=False)[:200])

@@ -57,7 +57,10 @@ def language_table(lang: str, vocab_size: int, keep: int, out_dir: Path) -> tupl
         f"BPE replace ({vocab_size})": dict(method="bpe"),
         f"Unigram replace ({vocab_size})": dict(method="unigram"),
     }
-    original = {"target": count_tokens(base.hf, dev_target).summary(), "en": count_tokens(base.hf, dev_english).summary()}
+    original = {
+        "target": count_tokens(base.hf, dev_target).summary(),
+        "en": count_tokens(base.hf, dev_english).summary(),
+    }
     rows = [["original SmolLM2", len(base.hf), original["target"]["chars_per_token"], 1.0,
              original["target"]["tokens_per_word"], original["en"]["chars_per_token"], "—", "—", ""]]
     figures = {"original": original}
@@ -66,7 +69,9 @@ def language_table(lang: str, vocab_size: int, keep: int, out_dir: Path) -> tupl
         english = iter_field(train, "en") if options["method"] == "optimized" else None
         vocabulary = build_vocabulary(base, iter_field(train, lang), vocab_size=vocab_size, english=english, **options)
         seconds = time.perf_counter() - started
-        tokenizer = save_vocabulary(vocabulary, base, out_dir / f"{lang}-{options['method']}-{options.get('merges', '')}")
+        tokenizer = save_vocabulary(
+            vocabulary, base, out_dir / f"{lang}-{options['method']}-{options.get('merges', '')}"
+        )
         target = count_tokens(tokenizer, dev_target).summary()
         english_stats = count_tokens(tokenizer, dev_english).summary()
         ratio = target["chars_per_token"] / original["target"]["chars_per_token"]

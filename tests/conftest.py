@@ -112,7 +112,9 @@ class InstructPair:
 
 @pytest.fixture(scope="session")
 def tiny_instruct_pair(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> InstructPair:
-    instruct = tiny.make_instruct_sibling(tiny_llama, tmp_path_factory.mktemp("model") / "llama_instruct", INSTRUCT_REPLY)
+    instruct = tiny.make_instruct_sibling(
+        tiny_llama, tmp_path_factory.mktemp("model") / "llama_instruct", INSTRUCT_REPLY
+    )
     return InstructPair(base=tiny_llama, instruct=instruct, reply=INSTRUCT_REPLY)
 
 

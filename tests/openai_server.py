@@ -100,7 +100,8 @@ class FakeChatServer:
                     text = server.reply(body)
                     self._send(200, {
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
-                        "usage": {"prompt_tokens": len(last_user_text(body).split()), "completion_tokens": len(text.split())},
+                        "usage": {"prompt_tokens": len(last_user_text(body).split()),
+                                  "completion_tokens": len(text.split())},
                     })
                     with server._lock:
                         server.answered += 1

@@ -30,9 +30,11 @@ def test_reply_usage_and_key_only_in_the_header(monkeypatch) -> None:
             assert SECRET not in repr(client)
         assert reply.text == "[0] KAIXO MUNDUA"
         assert (reply.tokens_in, reply.tokens_out) == (2, 3)
-        assert client.counters.to_dict() == {"requests": 1, "retries": 0, "failures": 0, "tokens_in": 2, "tokens_out": 3}
+        assert client.counters.to_dict() == {"requests": 1, "retries": 0, "failures": 0,
+                                             "tokens_in": 2, "tokens_out": 3}
         assert server.headers[0]["Authorization"] == f"Bearer {SECRET}"
-        assert server.bodies[0] == {"model": "m", "temperature": 0, "messages": [{"role": "user", "content": "kaixo mundua"}]}
+        assert server.bodies[0] == {"model": "m", "temperature": 0,
+                                    "messages": [{"role": "user", "content": "kaixo mundua"}]}
 
 
 def test_keyless_server_gets_no_authorization_header() -> None:
@@ -103,8 +105,11 @@ def test_chat_all_yields_what_succeeded_then_raises() -> None:
         return "ok " + last_user_text(body)
 
     got = []
-    with (fake_server(reply=reply, script=["ok", "500", "500", "500"]) as server,
-          client_for(server.url, concurrency=1, max_retries=2) as client, pytest.raises(LangadaptError, match="HTTP 500")):
+    with (
+        fake_server(reply=reply, script=["ok", "500", "500", "500"]) as server,
+        client_for(server.url, concurrency=1, max_retries=2) as client,
+        pytest.raises(LangadaptError, match="HTTP 500"),
+    ):
         for index, answer in client.chat_all([[{"role": "user", "content": str(i)}] for i in range(5)]):
             got.append((index, answer.text))
     assert got == [(0, "ok 0")]
@@ -154,7 +159,9 @@ def test_retry_after_seconds_and_dates() -> None:
 
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:
-    client = ChatClient(EndpointSettings(url="http://127.0.0.1:1/v1", model="m", backoff_seconds=1.0, max_backoff_seconds=5))
+    client = ChatClient(
+        EndpointSettings(url="http://127.0.0.1:1/v1", model="m", backoff_seconds=1.0, max_backoff_seconds=5)
+    )
     delays = [client._delay(2, None) for _ in range(200)]
     assert min(delays) >= 2.0 and max(delays) <= 4.0 and max(delays) - min(delays) > 0.5
     assert all(2.5 <= client._delay(6, None) <= 5 for _ in range(50))

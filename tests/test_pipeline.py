@@ -236,7 +236,9 @@ def test_kill_9_mid_stage_then_rerun_completes_without_cleanup(tmp_path: Path) -
     corpus.write_text('{"text": "a"}\n')
     run = tmp_path / "run"
     env = {**os.environ, "HANG": "1", "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, str(script), str(run), str(corpus)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(run), str(corpus)], env=env, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "ready"
     assert list(run.glob(".tmp-data-*"))  # mid-stage: only a temporary folder exists
     proc.send_signal(signal.SIGKILL)

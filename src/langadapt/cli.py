@@ -111,7 +111,9 @@ def _absent_inputs(cfg: Any, planned: list[Any]) -> list[str]:
 @app.command()
 def run(
     config: ConfigArg,
-    force: Annotated[list[str] | None, typer.Option("--force", help="Re-run this stage even if up to date (repeatable).")] = None,
+    force: Annotated[
+        list[str] | None, typer.Option("--force", help="Re-run this stage even if up to date (repeatable).")
+    ] = None,
     until: Annotated[str | None, typer.Option("--until", help="Stop after this stage.")] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Override output_dir.")] = None,
 ) -> None:
@@ -215,8 +217,12 @@ def _fmt(value: Any) -> str:
 
 @app.command()
 def demo(
-    config: Annotated[Path | None, typer.Option("--config", help="Demo config (default: examples/demo-eu.yaml).")] = None,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Override output_dir (default: runs/demo-eu).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Demo config (default: examples/demo-eu.yaml).")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Override output_dir (default: runs/demo-eu).")
+    ] = None,
 ) -> None:
     """Run the bundled Basque demo: the real SmolLM2-135M-Instruct model and a real Basque corpus."""
     from langadapt.sweep.expand import load_sweep
@@ -229,7 +235,10 @@ def demo(
 
 
 def _find_demo_config() -> Path:
-    candidates = [Path.cwd() / "examples" / "demo-eu.yaml", Path(__file__).resolve().parents[2] / "examples" / "demo-eu.yaml"]
+    candidates = [
+        Path.cwd() / "examples" / "demo-eu.yaml",
+        Path(__file__).resolve().parents[2] / "examples" / "demo-eu.yaml",
+    ]
     for candidate in candidates:
         if candidate.exists():
             return candidate

@@ -50,7 +50,9 @@ class EndpointSettings(Section):
         description="environment variable holding the API key; null for a keyless local server",
     )
     timeout_seconds: float = Field(default=60.0, gt=0, description="per request")
-    max_retries: int = Field(default=5, ge=0, description="retries of a request after a 429/5xx/timeout/connection error")
+    max_retries: int = Field(
+        default=5, ge=0, description="retries of a request after a 429/5xx/timeout/connection error"
+    )
     concurrency: int = Field(default=4, ge=1, description="requests in flight")
     backoff_seconds: float = Field(default=1.0, ge=0, description="first retry delay; doubles each retry, with jitter")
     max_backoff_seconds: float = Field(default=60.0, ge=0, description="cap of one delay, Retry-After included")
@@ -226,9 +228,11 @@ class ChatClient:
             raise _Retryable(f"HTTP {status}", _retry_after(response.headers.get("retry-after")))
         if status >= 400:
             self._count(failures=1)
-            hint = {401: f"check the key in {self.settings.api_key_env}", 403: f"check the key in {self.settings.api_key_env}",
-                    404: "check the url (it ends before /chat/completions, e.g. …/v1) and the model name"}.get(
-                status, "check the request parameters and the model name")
+            hint = {
+                401: f"check the key in {self.settings.api_key_env}",
+                403: f"check the key in {self.settings.api_key_env}",
+                404: "check the url (it ends before /chat/completions, e.g. …/v1) and the model name",
+            }.get(status, "check the request parameters and the model name")
             raise LangadaptError(f"the endpoint {self.endpoint} refused the request: HTTP {status} — {hint}")
         try:
             payload = response.json()

@@ -47,7 +47,9 @@ def test_data_stage_writes_the_clean_corpus_and_exact_statistics(tmp_path: Path,
         assert stats["tokens"] == sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in kept)
         assert stats["words"] == sum(len(t.split()) for t in kept)
         assert stats["removed"]["exact_duplicate"] > 0 and stats["removed"]["min_chars"] > 0
-    assert len(list(read_texts(eval_file(data_dir, "basque_dev")))) == metrics["eval"]["basque_dev"]["documents"] == 1022
+    assert (
+        len(list(read_texts(eval_file(data_dir, "basque_dev")))) == metrics["eval"]["basque_dev"]["documents"] == 1022
+    )
     assert metrics["langid_languages"] == ["en", "eu"]
     assert metrics["summary"]["documents"] == 1500 and metrics["summary"]["basque tok/word"] > 2
 
@@ -107,7 +109,9 @@ def test_pack_needs_the_data_it_asks_for(tmp_path: Path, tiny_llama: Path) -> No
     pack = {"context_length": 128, "mix": {"basque": 0.5, "english": 0.5}, "total_tokens": 200_000,
             "cache_dir": str(tmp_path / "cache")}
     cfg = validate_config(config(tmp_path, tiny_llama, pack=pack), base_dir=tmp_path)
-    with pytest.raises(LangadaptError, match=r"source 'english' has [\d,]+ tokens but the mix asks for 99,968 .* repeats"):
+    with pytest.raises(
+        LangadaptError, match=r"source 'english' has [\d,]+ tokens but the mix asks for 99,968 .* repeats"
+    ):
         run_pipeline(cfg)
     assert not (tmp_path / "run" / "pack").exists() and (tmp_path / "run" / "data").exists()
 
@@ -116,8 +120,11 @@ def test_validate_catches_the_english_side_before_the_run(tmp_path: Path, tiny_l
     raw = config(tmp_path, tiny_llama)
     raw["data"]["sources"]["basque"]["text_field"] = "en"
     cfg = validate_config(raw, base_dir=tmp_path)
-    with pytest.raises(LangadaptError, match=r"data source 'basque': language ID removed 9\d% of the first \d+ documents "
-                                             r"\(detected: en \d+.*check data.sources.basque.text_field \('en'\)"):
+    with pytest.raises(
+        LangadaptError,
+        match=r"data source 'basque': language ID removed 9\d% of the first \d+ documents "
+        r"\(detected: en \d+.*check data.sources.basque.text_field \('en'\)",
+    ):
         check(cfg)
     assert not (tmp_path / "run").exists()
 

@@ -45,7 +45,9 @@ def test_a_killed_worker_fails_the_stage_and_a_rerun_resumes(tmp_path: Path, bas
 
     monkeypatch.setattr(Normalizer, "format", killing_format)
     work, out = tmp_path / "work", tmp_path / "out"
-    with pytest.raises(LangadaptError, match=r"a worker process died during the 'process' phase .* finished shards are kept"):
+    with pytest.raises(
+        LangadaptError, match=r"a worker process died during the 'process' phase .* finished shards are kept"
+    ):
         run(cfg, out, work)
     assert not out.exists()  # nothing half-written where later stages look
     done = {p.name: p.stat().st_mtime_ns for p in (work / "logs" / "process" / "completions").iterdir()}

@@ -24,7 +24,9 @@ def data_config(**sources: dict) -> DataConfig:
     return DataConfig(sources=sources, eval_sources=eval_sources)
 
 
-def test_counts_add_up_and_wrong_language_goes(tmp_path: Path, basque_texts: list[str], english_texts: list[str]) -> None:
+def test_counts_add_up_and_wrong_language_goes(
+    tmp_path: Path, basque_texts: list[str], english_texts: list[str]
+) -> None:
     english = [t for t in english_texts if len(t.split()) >= 10][:40]
     texts = basque_texts[:400] + english + basque_texts[:50]  # English intruders and 50 exact repeats
     cfg = data_config(eu={"path": str(write_jsonl(tmp_path / "eu.jsonl", texts)), "language": "eu"})
@@ -66,7 +68,8 @@ def test_eval_texts_are_normalised_and_never_leak_into_training(tmp_path: Path, 
 @pytest.mark.parametrize(
     ("texts", "source", "needle"),
     [
-        (["Laguntza", "Soila", "Tarteak"], {}, "all 3 documents were removed — 'min_chars' removed 3 — lower data.clean.min_chars"),
+        (["Laguntza", "Soila", "Tarteak"], {},
+         "all 3 documents were removed — 'min_chars' removed 3 — lower data.clean.min_chars"),
         (["This paragraph is plainly written in English, not Basque."] * 2 + ["Soila"], {"language": "eu"},
          "language ID removed 100% of its 2 documents (detected: en 2) — the text is not 'eu': check "
          "data.sources.src.text_field ('text') and language ('eu')"),
@@ -110,7 +113,9 @@ def test_same_documents_and_bytes_for_any_worker_count_and_shard_size(tmp_path: 
     (one, files_one, shards_one), (two, files_two, _), (coarse, files_coarse, shards_coarse) = results
     assert one == two and files_one == files_two  # same shards, any workers: the same bytes
     assert shards_one > 2 * shards_coarse and coarse == one  # other shards: the same documents and counts
-    assert {k: gzip.decompress(v) for k, v in files_coarse.items()} == {k: gzip.decompress(v) for k, v in files_one.items()}
+    assert {k: gzip.decompress(v) for k, v in files_coarse.items()} == {
+        k: gzip.decompress(v) for k, v in files_one.items()
+    }
     eu_report = one["sources"]["eu"]
     assert eu_report["removed"]["near_duplicate"] >= 1 and eu_report["removed"]["eval_overlap"] >= 5
     assert one["sources"]["en"]["removed"]["exact_duplicate"] >= 15  # cross-source: the Basque copies go
@@ -130,7 +135,9 @@ def test_unreadable_documents_are_counted_as_removed(tmp_path: Path, basque_text
 def test_the_english_side_stops_the_stage_in_one_line(tmp_path: Path) -> None:
     from tests.tiny import EU_TRAIN
 
-    cfg = DataConfig(sources={"eu": {"path": str(EU_TRAIN), "text_field": "en", "language": "eu", "max_documents": 400}})
+    cfg = DataConfig(
+        sources={"eu": {"path": str(EU_TRAIN), "text_field": "en", "language": "eu", "max_documents": 400}}
+    )
     with pytest.raises(LangadaptError) as error:
         ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, out=tmp_path / "out")
     message = str(error.value)

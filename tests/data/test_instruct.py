@@ -38,7 +38,9 @@ def test_each_format_becomes_the_same_kind_of_conversation(tmp_path) -> None:
     ])
     chat = write_jsonl(tmp_path / "chat.jsonl.gz", [{"messages": [user("Zer moduz?"), assistant("Ondo.")]}])
     sharegpt = tmp_path / "sharegpt.json"  # one JSON list, ShareGPT roles
-    sharegpt.write_text(json.dumps([{"conversations": [{"from": "human", "value": "Bai?"}, {"from": "gpt", "value": "Ez."}]}]))
+    sharegpt.write_text(
+        json.dumps([{"conversations": [{"from": "human", "value": "Bai?"}, {"from": "gpt", "value": "Ez."}]}])
+    )
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"question": "Zer da Calc?", "answer": "Kalkulu-orri bat."}])
     conversations, report = load_conversations([alpaca, chat, sharegpt, qa])
     assert conversations == [
@@ -61,9 +63,11 @@ def test_an_unknown_format_names_the_fields_found_and_the_formats_accepted(tmp_p
 
 
 @pytest.mark.parametrize("rows, message", [
-    ([{"question": "a", "answer": "b"}, {"instruction": "c", "output": "d"}], "bad.jsonl:2: a alpaca row in a qa file"),
+    ([{"question": "a", "answer": "b"}, {"instruction": "c", "output": "d"}],
+     "bad.jsonl:2: a alpaca row in a qa file"),
     ([{"messages": [{"role": "tool", "content": "x"}]}], "unknown role 'tool'"),
-    ([{"prompt": "a", "chosen": "b", "rejected": "c"}], "this is a preference file — preference files belong under dpo.data"),
+    ([{"prompt": "a", "chosen": "b", "rejected": "c"}],
+     "this is a preference file — preference files belong under dpo.data"),
     ([{"question": "a", "answer": 3}], "field 'answer' must be a string, got int"),
 ])
 def test_malformed_instruction_files_are_one_line_errors(tmp_path, rows, message) -> None:
@@ -89,7 +93,8 @@ def test_rows_that_cannot_train_are_dropped_and_counted(tmp_path, caplog) -> Non
 def test_preference_pairs_in_plain_and_chat_form(tmp_path) -> None:
     path = write_jsonl(tmp_path / "prefs.jsonl", [
         {"prompt": "Zer da Calc?", "chosen": "Kalkulu-orri bat.", "rejected": "A spreadsheet."},
-        {"prompt": "Kaixo", "chosen": [user("Kaixo"), assistant("Kaixo!")], "rejected": [user("Kaixo"), assistant("Hi!")]},
+        {"prompt": "Kaixo", "chosen": [user("Kaixo"), assistant("Kaixo!")],
+         "rejected": [user("Kaixo"), assistant("Hi!")]},
         {"chosen": [user("Bai?"), assistant("Bai.")], "rejected": [user("Bai?"), assistant("Yes.")]},
         {"prompt": [user("Ezer?")], "chosen": [assistant("Ez.")], "rejected": [assistant("No.")]},
         {"prompt": "Berdin", "chosen": "Bai.", "rejected": " Bai. "},

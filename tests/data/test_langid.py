@@ -15,7 +15,9 @@ def identifier() -> LanguageIdentifier:
     return LanguageIdentifier(["eu", "en", "ru"])
 
 
-def test_identifies_real_paragraphs(identifier: LanguageIdentifier, basque_texts: list[str], english_texts: list[str]) -> None:
+def test_identifies_real_paragraphs(
+    identifier: LanguageIdentifier, basque_texts: list[str], english_texts: list[str]
+) -> None:
     long_eu = [t for t in basque_texts if len(t.split()) >= 8][:200]
     long_en = [t for t in english_texts if len(t.split()) >= 8][:200]
     eu = [code for code, _ in identifier.identify(long_eu)]

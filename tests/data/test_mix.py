@@ -24,7 +24,9 @@ def test_without_a_budget_the_scarcest_source_is_used_exactly_once() -> None:
 
 
 def test_too_many_repeats_are_refused_with_the_number() -> None:
-    with pytest.raises(LangadaptError, match=r"'a' has 100 tokens but the mix asks for 500 .* 5.00 repeats, above pack.max_repeats=4"):
+    with pytest.raises(
+        LangadaptError, match=r"'a' has 100 tokens but the mix asks for 500 .* 5.00 repeats, above pack.max_repeats=4"
+    ):
         token_targets({"a": 100, "b": 10_000}, {"a": 0.5, "b": 0.5}, total_tokens=1000, max_repeats=4)
     with pytest.raises(LangadaptError, match="do not fill one block"):
         token_targets({"a": 10}, None, total_tokens=None, multiple=64)

@@ -23,8 +23,12 @@ class FakeGatherer:
     """Token of piece i at offset k: source*1000 + doc*100 + start + k, so every token says where it came from."""
 
     def gather(self, pieces: Pieces) -> np.ndarray:
-        return np.concatenate([s * 1000 + d * 100 + b + np.arange(n)
-                               for s, d, b, n in zip(pieces.source, pieces.doc, pieces.start, pieces.length, strict=True)])
+        return np.concatenate(
+            [
+                s * 1000 + d * 100 + b + np.arange(n)
+                for s, d, b, n in zip(pieces.source, pieces.doc, pieces.start, pieces.length, strict=True)
+            ]
+        )
 
 
 def pieces(*rows: tuple[int, int, int, int]) -> Pieces:
@@ -70,7 +74,9 @@ def test_best_fit_bins_never_overflow() -> None:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory, basque_texts: list[str], english_texts: list[str]) -> dict[str, Path]:
+def corpus(
+    tmp_path_factory: pytest.TempPathFactory, basque_texts: list[str], english_texts: list[str]
+) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("corpus")
     eu, en = folder / "eu.jsonl.gz", folder / "en.jsonl.gz"
     write_texts(eu, list(dict.fromkeys(basque_texts))[:400])
@@ -81,10 +87,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, basque_texts: list[str], en
 def tokenized(path: Path, tokenizer) -> list[tuple[int, ...]]:
     from langadapt.data.corpus import read_texts
 
-    return [tuple([*tokenizer(t, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]) for t in read_texts(path)]
+    return [
+        tuple([*tokenizer(t, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]) for t in read_texts(path)
+    ]
 
 
-def test_best_fit_keeps_every_document_exactly_once(tmp_path: Path, corpus: dict[str, Path], byte_level_tokenizer: Path) -> None:
+def test_best_fit_keeps_every_document_exactly_once(
+    tmp_path: Path, corpus: dict[str, Path], byte_level_tokenizer: Path
+) -> None:
     tokenizer = AutoTokenizer.from_pretrained(byte_level_tokenizer)
     docs = {name: tokenized(path, tokenizer) for name, path in corpus.items()}
     context = max(len(d) for ds in docs.values() for d in ds)  # every document fits in a block
@@ -119,7 +129,10 @@ def test_concat_mix_is_token_exact_and_documents_are_separated(
     assert ids.shape == (total // 128, 128) and metrics["packing_efficiency"] == 1.0
     counts = np.bincount(sources.reshape(-1), minlength=2)
     assert counts.tolist() == [round(0.3 * total), total - round(0.3 * total)]
-    assert metrics["mix"]["achieved_token_share"] == {"eu": round(counts[0] / total, 6), "en": round(counts[1] / total, 6)}
+    assert metrics["mix"]["achieved_token_share"] == {
+        "eu": round(counts[0] / total, 6),
+        "en": round(counts[1] / total, 6),
+    }
     assert metrics["mix"]["repeats"]["en"] > 1 > metrics["mix"]["repeats"]["eu"]  # up- and down-sampled
     flat_ids, flat_pos = ids.reshape(-1), positions.reshape(-1)
     after_eos = np.flatnonzero(flat_ids[:-1] == eos) + 1
@@ -137,7 +150,9 @@ def test_tokenised_corpus_is_cached_and_invalidated(tmp_path: Path, corpus: dict
     tokenizer = AutoTokenizer.from_pretrained(byte_level_tokenizer)
     first = tokenize_corpus(corpus["en"], tokenizer, add_bos=False, cache_dir=tmp_path)
     stamp = os.stat(first.folder / "tokens.arrow").st_mtime_ns
-    again = tokenize_corpus(corpus["en"], AutoTokenizer.from_pretrained(byte_level_tokenizer), add_bos=False, cache_dir=tmp_path)
+    again = tokenize_corpus(
+        corpus["en"], AutoTokenizer.from_pretrained(byte_level_tokenizer), add_bos=False, cache_dir=tmp_path
+    )
     assert not first.cached and again.cached and again.folder == first.folder
     assert os.stat(again.folder / "tokens.arrow").st_mtime_ns == stamp  # read, not rewritten
     assert np.array_equal(first.lengths, again.lengths)

@@ -122,8 +122,9 @@ def test_convex_rows_are_convex_combinations_of_shared_rows(tiny_llama: Path, tm
         return seen["weights"], seen["index"]
 
     monkeypatch.setattr(convex, "convex_weights", spy)
-    model, old, token_map, metrics = resized(tiny_llama, tok_dir, EmbedConfig(method="convex", options={"convex": {"epochs": 2}}),
-                                             texts_corpus())
+    model, old, token_map, metrics = resized(
+        tiny_llama, tok_dir, EmbedConfig(method="convex", options={"convex": {"epochs": 2}}), texts_corpus()
+    )
     weights = seen["weights"]
     assert (weights >= 0).all() and torch.allclose(weights.sum(-1), torch.ones(len(weights), dtype=torch.float64))
     # Rebuild the informed rows from the weights: the head from its own rows.
@@ -150,8 +151,12 @@ def test_distill_recovers_a_planted_row(tiny_llama_tied: Path, tmp_path: Path) -
     assert len(texts) > 100
     options = {"start": "random", "steps": 80, "batch_size": 8, "english_batch_size": 0, "length": 24,
                "learning_rate": 0.002, "likelihood_weight": 0.0}
-    model, old, _, metrics = resized(tiny_llama_tied, tok_dir, EmbedConfig(method="distill", options={"distill": options}),
-                                     Corpus(lambda: iter(texts)))
+    model, old, _, metrics = resized(
+        tiny_llama_tied,
+        tok_dir,
+        EmbedConfig(method="distill", options={"distill": options}),
+        Corpus(lambda: iter(texts)),
+    )
     row = model.get_input_embeddings().weight.detach()[token_map.base_vocab_size]
     start = torch.randn(1, row.shape[0], generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.02
     target = old[INPUT][piece]
@@ -178,7 +183,9 @@ def test_convex_without_shared_tokens_fails_naming_the_fix(tiny_llama: Path, tmp
     tok_dir = extended(tiny_llama, tmp_path / "tok")
     token_map = TokenMap.load(tok_dir)
     monkeypatch.setattr(convex, "token_vectors", lambda inputs, options: {t: [1.0, 0.0] for t in token_map.new_ids()})
-    with pytest.raises(LangadaptError, match=r"embed method .convex.: no token the old and new vocabularies share.*use method mean"):
+    with pytest.raises(
+        LangadaptError, match=r"embed method .convex.: no token the old and new vocabularies share.*use method mean"
+    ):
         resized(tiny_llama, tok_dir, "convex", texts_corpus())
 
 
@@ -210,8 +217,11 @@ def test_calibration_caps_new_logits_on_english_and_only_moves_new_rows(tiny_lla
 def test_auto_picks_the_lowest_probe_score_within_the_english_limit(tiny_llama: Path, tmp_path: Path) -> None:
     from langadapt.embeddings.probe import choose
 
-    rows = [{"method": "a", "target_bpc": 2.0, "english_bpc": 1.05}, {"method": "b", "target_bpc": 2.2, "english_bpc": 1.009},
-            {"method": "c", "target_bpc": 2.5, "english_bpc": 1.0}]
+    rows = [
+        {"method": "a", "target_bpc": 2.0, "english_bpc": 1.05},
+        {"method": "b", "target_bpc": 2.2, "english_bpc": 1.009},
+        {"method": "c", "target_bpc": 2.5, "english_bpc": 1.0},
+    ]
     assert choose(rows, 1.0, 0.01) == ("b", True)
     assert choose(rows, 1.0, 0.10) == ("a", True)
     assert choose(rows, 0.9, 0.01) == ("c", False)  # none within: the least English regression

@@ -33,7 +33,9 @@ def config(tmp_path: Path, base: Path, english: bool = True, **embed: Any) -> di
     }
 
 
-def test_auto_probes_on_held_out_training_documents_and_records_the_table(tmp_path: Path, tiny_llama_tied: Path) -> None:
+def test_auto_probes_on_held_out_training_documents_and_records_the_table(
+    tmp_path: Path, tiny_llama_tied: Path
+) -> None:
     cfg = validate_config(config(tmp_path, tiny_llama_tied, method="auto", options=FAST,
                                  auto={"methods": ["mean", "convex", "distill"], "documents": 6, "english_limit": 0.5},
                                  calibration={"english_documents": 8}), base_dir=tmp_path)
@@ -56,7 +58,9 @@ def test_validate_names_the_method_option_or_missing_corpus(tmp_path: Path, tiny
         checked(method="distil")
     with pytest.raises(LangadaptError, match=r"embed\.method 'covex' is not an init method — did you mean 'convex'"):
         checked(method="auto", auto={"methods": ["mean", "covex"]})
-    with pytest.raises(LangadaptError, match=r"embed\.options\.distill\.steps: Input should be greater than or equal to 1"):
+    with pytest.raises(
+        LangadaptError, match=r"embed\.options\.distill\.steps: Input should be greater than or equal to 1"
+    ):
         checked(method="distill", options={"distill": {"steps": 0}})
     with pytest.raises(LangadaptError, match=r"embed\.options 'mea' is not an init method — did you mean 'mean'"):
         checked(method="mean", options={"mea": {}})
@@ -80,9 +84,9 @@ def test_embed_verbs_take_methods_from_the_registry(tmp_path: Path, tiny_llama: 
                     str(tmp_path / "m"), "--method", "distil")
     assert bad.returncode != 0 and "did you mean 'distill'? choose one of: convex, distill, mean" in bad.stderr
     assert not (tmp_path / "m").exists()
-    probe = langadapt("embed", "probe", "--model", str(tiny_llama), "--tokenizer", str(tokenizer), "--corpus", str(EU_TRAIN),
-                      "--text-field", "eu", "--english", str(EU_TRAIN), "--english-field", "en", "--methods", "mean,random",
-                      "--documents", "4")
+    probe = langadapt("embed", "probe", "--model", str(tiny_llama), "--tokenizer", str(tokenizer),
+                      "--corpus", str(EU_TRAIN), "--text-field", "eu", "--english", str(EU_TRAIN),
+                      "--english-field", "en", "--methods", "mean,random", "--documents", "4")
     assert probe.returncode == 0, probe.stderr
     table = json.loads(probe.stdout)
     assert table["chosen"] in {"mean", "random"} and len(table["methods"]) == 2
@@ -94,7 +98,8 @@ def test_the_report_shows_the_probe_table(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "run")
     probe = {"original": {"target_bpc": 4.0, "english_bpc": 1.5}, "chosen": "distill", "english_limit": 0.01,
              "limit_met": True, "methods": [
-                 {"method": "mean", "target_bpc": 2.4, "english_bpc": 1.56, "english_regression": 0.04, "fallback_rows": 3},
+                 {"method": "mean", "target_bpc": 2.4, "english_bpc": 1.56, "english_regression": 0.04,
+                  "fallback_rows": 3},
                  {"method": "distill", "target_bpc": 2.2, "english_bpc": 1.505, "english_regression": 0.0033,
                   "fallback_rows": 0, "init_seconds": 90.0}]}
     with store.locked():

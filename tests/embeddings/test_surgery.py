@@ -181,7 +181,10 @@ def test_a_replaced_vocabulary_keeps_shared_and_special_rows_and_moves_special_i
     metrics = embed_model(model_dir, tmp_path / "tok", tmp_path / "model")
 
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
-    old_tokenizer, new_tokenizer = AutoTokenizer.from_pretrained(model_dir), AutoTokenizer.from_pretrained(tmp_path / "model")
+    old_tokenizer, new_tokenizer = (
+        AutoTokenizer.from_pretrained(model_dir),
+        AutoTokenizer.from_pretrained(tmp_path / "model"),
+    )
     new_e = model.get_input_embeddings().weight.detach()
     token_map = vocabulary.token_map
     kept = token_map.kept_ids()

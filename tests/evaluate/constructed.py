@@ -27,7 +27,11 @@ BITS = {  # model -> source -> bits per document
     "sft": {"dev": [21] * 10, "ood": [51] * 10, "english": [15] * 9 + [16]},
 }
 CORRECT = {"base": [True, False, False, False], "cpt": [True, True, False, False], "sft": [True, True, True, True]}
-OUTPUTS = {"base": ["Kaixo mundua", "ez dakit"], "cpt": ["Kaixo mundua!", "Egun on"], "sft": ["Kaixo mundua", "Egun on"]}
+OUTPUTS = {
+    "base": ["Kaixo mundua", "ez dakit"],
+    "cpt": ["Kaixo mundua!", "Egun on"],
+    "sft": ["Kaixo mundua", "Egun on"],
+}
 LANGUAGES = {"dev": "eu", "ood": "eu", "english": "en"}
 
 
@@ -46,8 +50,14 @@ def report(model: str) -> dict[str, Any]:
     bpc = {source: {"language": LANGUAGES[source], "bits_per_char": sum(bits) / sum(CHARS),
                     "per_document": {"nll_nats": [b * math.log(2) for b in bits], "characters": CHARS}}
            for source, bits in BITS[model].items()}
-    mc = {"t": {"task": "t", "n": 4, "accuracy": {"loglik": sum(CORRECT[model]) / 4},
-                "items": [{"answer": 0, "loglik": {"prediction": 0 if ok else 1, "correct": ok}} for ok in CORRECT[model]]}}
+    mc = {
+        "t": {
+            "task": "t",
+            "n": 4,
+            "accuracy": {"loglik": sum(CORRECT[model]) / 4},
+            "items": [{"answer": 0, "loglik": {"prediction": 0 if ok else 1, "correct": ok}} for ok in CORRECT[model]],
+        }
+    }
     references = ["Kaixo mundua", "Egun on"]
     copy = {"c": {"kind": "paragraph", "items": [{"reference": ref, "prediction": out, "score": float(ref == out),
                                                    "exact": ref == out}

@@ -26,7 +26,8 @@ from tests.conftest import INSTRUCT_REPLY
 
 
 def test_rouge_keeps_non_ascii_words() -> None:
-    assert UnicodeWordTokenizer().tokenize("Ёжик в тумане, Gaztelu-ataria!") == ["ёжик", "в", "тумане", "gaztelu", "ataria"]
+    assert (UnicodeWordTokenizer().tokenize("Ёжик в тумане, Gaztelu-ataria!")
+            == ["ёжик", "в", "тумане", "gaztelu", "ataria"])
     # 2 of 3 unigrams shared: P = R = F1 = 2/3; one shared bigram of two: 1/2.
     scores = rouge_scores(["кошка сидит дома"], ["кошка спит дома"])
     assert scores["rouge1"] == pytest.approx(2 / 3)
@@ -113,7 +114,9 @@ def test_pattern_rate_counts_answers_that_match_in_full(instruct) -> None:
     whole = generate_task(model, tokenizer, items, language="eu", max_new_tokens=16,
                           pattern=re.escape(first_word) + " .*")
     assert whole["pattern_rate"] == 1.0 and [item["matches"] for item in whole["items"]] == [True, True]
-    prefix_only = generate_task(model, tokenizer, items, language="eu", max_new_tokens=16, pattern=re.escape(first_word))
+    prefix_only = generate_task(
+        model, tokenizer, items, language="eu", max_new_tokens=16, pattern=re.escape(first_word)
+    )
     assert prefix_only["pattern_rate"] == 0.0  # a match must cover the whole answer, not a prefix
     from langadapt.evaluate.answers import GenerateTask, GenerateTaskConfig
 

@@ -18,7 +18,9 @@ def test_every_source_gets_a_figure_and_the_out_of_domain_regression_is_flagged(
     assert ood == pytest.approx({"value": 5.1, "low": 5.1, "high": 5.1, "n": 10, "lower_is_better": True,
                                  "delta": 1.5, "delta_low": 1.5, "delta_high": 1.5, "verdict": "worse"})
     dev = metrics["figures"]["cpt"]["dev bpc"]
-    assert (dev["delta"], dev["delta_low"], dev["delta_high"], dev["verdict"]) == pytest.approx((-1.0, -1.0, -1.0, "better"))
+    assert (dev["delta"], dev["delta_low"], dev["delta_high"], dev["verdict"]) == pytest.approx(
+        (-1.0, -1.0, -1.0, "better")
+    )
     # One document of ten is 1 bit (0.01 bits/char of the source) worse; a resample holds it k ~ Binomial(10, 0.1)
     # times: k = 0 has probability 35 % (the low end, 0), k >= 3 has 7 % and k >= 4 1.3 % (the high end, 0.03).
     english = metrics["figures"]["cpt"]["english bpc"]

@@ -119,7 +119,9 @@ def test_preflight_names_the_bad_key(tmp_path: Path, tiny_llama: Path) -> None:
     with pytest.raises(LangadaptError, match=r"eval.copy.c.models names 'dpo', which eval.models does not evaluate"):
         check(cfg)
     task = tmp_path / "bad.jsonl"
-    task.write_text('{"question": "q", "choices": ["a", "b"], "answer": 0}\n{"question": "q", "choices": ["a"], "answer": 3}\n')
+    task.write_text(
+        '{"question": "q", "choices": ["a", "b"], "answer": 0}\n{"question": "q", "choices": ["a"], "answer": 3}\n'
+    )
     cfg = validate_config(_config(tmp_path, tiny_llama, mc={"t": {"path": str(task)}}), base_dir=tmp_path)
     with pytest.raises(LangadaptError, match=r"bad\.jsonl line 2: choices must be at least two"):
         check(cfg)

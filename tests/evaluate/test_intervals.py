@@ -89,8 +89,11 @@ def test_figure_table_gives_intervals_and_flags_regressions_from_ten_items_up() 
     chars = [10, 10, 10]
     base = ItemScores.ratio([10, 20, 30], chars)
     cpt = ItemScores.ratio([12, 24, 36], chars)
-    headlines = {"base": {"d bpc": 2.0, "tok/word": 3.0, "e bpc": 1.0}, "cpt": {"d bpc": 2.4, "tok/word": 2.0, "e bpc": 1.5},
-                 "sft": {"d bpc": 2.4, "tok/word": 2.0, "e bpc": 1.5}}
+    headlines = {
+        "base": {"d bpc": 2.0, "tok/word": 3.0, "e bpc": 1.0},
+        "cpt": {"d bpc": 2.4, "tok/word": 2.0, "e bpc": 1.5},
+        "sft": {"d bpc": 2.4, "tok/word": 2.0, "e bpc": 1.5},
+    }
     ten = [10] * 10
     items = {"base": {"d bpc": base, "e bpc": ItemScores.ratio(ten, ten)},
              "cpt": {"d bpc": cpt, "e bpc": ItemScores.ratio([15] * 10, ten)},

@@ -58,7 +58,9 @@ def make_linear_instruct_sibling(base_dir: Path, out: Path, reply: str, steps: i
     return out
 
 
-def train_embeddings_only(model_dir: Path, out: Path, texts: list[str], steps: int = 30, lr: float = 1e-3) -> list[float]:
+def train_embeddings_only(
+    model_dir: Path, out: Path, texts: list[str], steps: int = 30, lr: float = 1e-3
+) -> list[float]:
     """A few AdamW steps on `embed_tokens` and `lm_head` only; returns the losses."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)

@@ -58,7 +58,9 @@ def fake_run(root: Path, name: str, manifests: dict[str, dict[str, Any]]) -> Pat
 
 @pytest.fixture
 def page(tmp_path: Path) -> str:
-    return render_report(load_run(fake_run(tmp_path / "a", "variant-a", stage_manifests(constructed_metrics(tmp_path)))))
+    return render_report(
+        load_run(fake_run(tmp_path / "a", "variant-a", stage_manifests(constructed_metrics(tmp_path))))
+    )
 
 
 def section_of(page: str, heading: str) -> str:
@@ -78,8 +80,14 @@ def test_every_eval_source_with_its_interval_change_and_regression_flag(page: st
     assert ('<tr class="regression"><td>cpt</td><td>5.1</td><td>[5.1, 5.1]</td><td>+1.5</td><td>[+1.5, +1.5]</td>'
             "<td>REGRESSION</td></tr>") in evaluation
     assert '<tr class="better"><td>cpt</td><td>2.1</td><td>[2.1, 2.1]</td><td>−1</td><td>[−1, −1]</td>' in evaluation
-    assert "<td>cpt</td><td>1.51</td><td>[1.5, 1.53]</td><td>+0.01</td><td>[0, +0.03]</td><td>no clear change</td>" in evaluation
-    assert "<td>sft</td><td>1</td><td>[0.51, 1]</td><td>+0.75</td><td>[+0.25, +1]</td><td>too few items (&lt; 10) to tell" in evaluation
+    assert (
+        "<td>cpt</td><td>1.51</td><td>[1.5, 1.53]</td><td>+0.01</td><td>[0, +0.03]</td><td>no clear change</td>"
+        in evaluation
+    )
+    assert (
+        "<td>sft</td><td>1</td><td>[0.51, 1]</td><td>+0.75</td><td>[+0.25, +1]</td><td>too few items (&lt; 10) to tell"
+        in evaluation
+    )
     assert "<td>base</td><td>0.25</td><td>[0.0456, 0.699]</td>" in evaluation  # Wilson 1/4
     assert evaluation.count('class="regression"') == 2  # cpt and sft on the out-of-domain source
 
@@ -89,7 +97,10 @@ def test_what_each_stage_bought_and_the_samples(page: str) -> None:
     assert "<th>cpt (vs base)</th><th>sft (vs cpt)</th>" in bought
     assert ('<td>ood bpc</td><td><span class="regression">+1.5</span><br><small>[+1.5, +1.5]</small></td>'
             "<td>0<br><small>[0, 0]</small></td>") in bought
-    assert "<td>mc:t loglik</td><td>+0.25<br><small>[0, +0.75]</small></td><td>+0.5<br><small>[0, +1]</small></td>" in bought
+    assert (
+        "<td>mc:t loglik</td><td>+0.25<br><small>[0, +0.75]</small></td><td>+0.5<br><small>[0, +1]</small></td>"
+        in bought
+    )
     samples = section_of(page, "Sample generations")
     assert "<th>original (base)</th><th>final (sft)</th>" in samples
     assert ('<td><div class="gen">Egun on</div></td><td><div class="gen">ez dakit</div></td>'
@@ -143,7 +154,9 @@ def test_other_runs_are_compared_side_by_side(tmp_path: Path) -> None:
     b = load_run(fake_run(tmp_path / "b", "optimized", {"eval": {"models": {"cpt": {"eu bpc": 2.4}}}}))
     page = render_report(a, [b])
     section = page[page.index("<h2>Runs compared</h2>"):]
-    assert re.search(r"<td>extended</td><td>cpt</td><td>2\.5</td>.*<td>optimized</td><td>cpt</td><td>2\.4</td>", section)
+    assert re.search(
+        r"<td>extended</td><td>cpt</td><td>2\.5</td>.*<td>optimized</td><td>cpt</td><td>2\.4</td>", section
+    )
 
 
 def test_not_a_run_is_a_one_line_error(tmp_path: Path) -> None:
@@ -163,8 +176,14 @@ def test_report_stage_writes_the_page_into_the_run(tmp_path: Path, monkeypatch) 
     stages = {"data": pipeline.Stage("data", data), "report": pipeline.registered_stages()["report"]}
     monkeypatch.setattr(pipeline, "registered_stages", lambda: stages)
     cfg = validate_config(
-        {"name": "r", "output_dir": str(tmp_path / "run"), "target_language": "eu",
-         "models": {"base": "builtin:smollm2-135m-instruct"}, "data": {"sources": {"eu": {"path": str(corpus)}}}, "report": {"title": "Basque <demo>"}},
+        {
+            "name": "r",
+            "output_dir": str(tmp_path / "run"),
+            "target_language": "eu",
+            "models": {"base": "builtin:smollm2-135m-instruct"},
+            "data": {"sources": {"eu": {"path": str(corpus)}}},
+            "report": {"title": "Basque <demo>"},
+        },
         base_dir=tmp_path,
     )
     pipeline.run_pipeline(cfg)

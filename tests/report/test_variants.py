@@ -68,8 +68,10 @@ def test_markdown_csv_and_the_html_section(tmp_path: Path) -> None:
     text = markdown(comparison)
     assert ("| variant | vocab.method | lep.method | model | basque_dev ×chars/tok | eu bpc | en bpc | "
             "mc:translation loglik | gen:brackets pattern_rate | copy:sentences len | wall | shared |") in text
-    assert "| vocab-extended_lep-swap | extended | swap | lep | 2.1 | 2.500 [2.375, 2.625] | 1.600 | 0.5 | 0.85 | 0.75 | " \
-           "23 s | data, vocab |" in text
+    assert (
+        "| vocab-extended_lep-swap | extended | swap | lep | 2.1 | 2.500 [2.375, 2.625] | 1.600 | 0.5 | 0.85 | 0.75 | "
+        "23 s | data, vocab |" in text
+    )
     assert "| original (models.base) |  |  | base |  | 4.000 | 1.500 | 0.25 |  |  |  |  |" in text
     assert "| instruct sibling (models.instruct) |  |  | instruct |  | 3.900 |  |  | 0.9 |  |  |  |" in text
     assert "stage time 110 s with shared stages counted once (148 s if each variant had made its own)" in text

@@ -54,7 +54,9 @@ def write_packed(tokenizer_dir: Path, out: Path, *, texts: list[str], context_le
 @pytest.fixture(scope="session")
 def packed_eu(tmp_path_factory: pytest.TempPathFactory, byte_level_tokenizer: Path) -> Path:
     """~170 blocks of 64 tokens of real Basque, tokenised with the tiny byte-level tokenizer (vocab 600)."""
-    return write_packed(byte_level_tokenizer, tmp_path_factory.mktemp("packed") / "eu", texts=tiny.texts("eu", limit=400))
+    return write_packed(
+        byte_level_tokenizer, tmp_path_factory.mktemp("packed") / "eu", texts=tiny.texts("eu", limit=400)
+    )
 
 
 def fast_settings(**overrides: object) -> CptConfig:
@@ -165,7 +167,10 @@ def resized_untied(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -
 def greeting_conversations(count: int = 32) -> list[list[dict[str, str]]]:
     """Questions answered with a sentence that uses the new tokens."""
     return [
-        [{"role": "user", "content": f"Agurtu {i} aldiz, mesedez."}, {"role": "assistant", "content": "kaixomundua eta egunon"}]
+        [
+            {"role": "user", "content": f"Agurtu {i} aldiz, mesedez."},
+            {"role": "assistant", "content": "kaixomundua eta egunon"},
+        ]
         for i in range(count)
     ]
 

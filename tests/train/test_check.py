@@ -74,15 +74,18 @@ def template_ending_with(end: str):
 
 
 BREAKAGES = {
-    "config vocab_size": (lambda f: edit_json(f / "config.json", vocab_size=640), "config.vocab_size is 640 but the input embeddings have 600"),
+    "config vocab_size": (lambda f: edit_json(f / "config.json", vocab_size=640),
+                          "config.vocab_size is 640 but the input embeddings have 600"),
     "head bigger than embeddings": (lambda f: edit_weights(f, lambda t: t.__setitem__(
         "lm_head.weight", torch.zeros(610, 64))), "the LM head is 610×64 but the input embeddings are 600×64"),
     "tokenizer beyond the matrix": (lambda f: edit_json(f / "tokenizer.json", added_tokens=[
         *json.loads((f / "tokenizer.json").read_text())["added_tokens"],
         {"id": 600, "content": "gehiegi", "single_word": False, "lstrip": False, "rstrip": False,
-         "normalized": True, "special": False}]), "the tokenizer has 601 tokens (highest id 600) but the model only 600"),
+         "normalized": True, "special": False}]),
+        "the tokenizer has 601 tokens (highest id 600) but the model only 600"),
     "eos not in generation config": (lambda f: edit_json(f / "generation_config.json", eos_token_id=0),
-                                     "the tokenizer's EOS '<|im_end|>' (id 2) is not among generation_config's eos ids [0]"),
+                                     "the tokenizer's EOS '<|im_end|>' (id 2) is not among generation_config's "
+                                     "eos ids [0]"),
     "generation eos outside vocabulary": (lambda f: edit_json(f / "generation_config.json", eos_token_id=[2, 700]),
                                           "generation_config eos id 700 is outside the vocabulary"),
     "adapter left in the folder": (lambda f: (f / "adapter_config.json").write_text("{}"), "holds a PEFT adapter"),

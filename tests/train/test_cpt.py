@@ -21,7 +21,9 @@ from tests.train.conftest import CONTEXT, fast_settings, pack_documents
 def train(tmp_path: Path, model: Path, data: Path, *, name: str = "run", callbacks=(), **settings) -> tuple[dict, Path]:
     out = tmp_path / name
     out.mkdir(exist_ok=True)
-    job = CptJob(settings=fast_settings(**settings), model=str(model), data=data, out=out, work=tmp_path / f"{name}.work")
+    job = CptJob(
+        settings=fast_settings(**settings), model=str(model), data=data, out=out, work=tmp_path / f"{name}.work"
+    )
     return run_cpt(job, callbacks=callbacks), out
 
 
@@ -190,7 +192,9 @@ def test_lora_mode_merges_adapters_and_trained_embeddings(
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-5)
     before, after = weights(base), weights(out / "model")
-    assert not torch.equal(before["model.layers.0.self_attn.q_proj.weight"], after["model.layers.0.self_attn.q_proj.weight"])
+    assert not torch.equal(
+        before["model.layers.0.self_attn.q_proj.weight"], after["model.layers.0.self_attn.q_proj.weight"]
+    )
     assert not torch.equal(before["model.embed_tokens.weight"], after["model.embed_tokens.weight"])
     assert torch.equal(before["model.norm.weight"], after["model.norm.weight"])  # not adapted, not trained
     if merged.config.tie_word_embeddings:
@@ -198,7 +202,9 @@ def test_lora_mode_merges_adapters_and_trained_embeddings(
     assert metrics["trainable_parameters"] < metrics["total_parameters"]
 
 
-def test_embedding_lr_is_the_learning_rate_of_embeddings_and_head(tmp_path: Path, tiny_llama: Path, packed_eu: Path) -> None:
+def test_embedding_lr_is_the_learning_rate_of_embeddings_and_head(
+    tmp_path: Path, tiny_llama: Path, packed_eu: Path
+) -> None:
     _, out = train(tmp_path, tiny_llama, packed_eu, mode="full", learning_rate=1e-9, embedding_lr=1e-2, max_steps=3)
     before, after = weights(tiny_llama), weights(out / "model")
     for name in before:
@@ -238,8 +244,11 @@ class CrashAt(TrainerCallback):
 
 
 @pytest.mark.parametrize("mode", ["full", "embeddings", "lora"])
-def test_interrupted_and_resumed_run_is_bit_identical(tmp_path: Path, tiny_llama: Path, packed_eu: Path, mode: str) -> None:
-    extra = {"lora": {"r": 4, "alpha": 8, "dropout": 0.1}} if mode == "lora" else {}  # dropout: RNG state must resume too
+def test_interrupted_and_resumed_run_is_bit_identical(
+    tmp_path: Path, tiny_llama: Path, packed_eu: Path, mode: str
+) -> None:
+    # dropout: RNG state must resume too
+    extra = {"lora": {"r": 4, "alpha": 8, "dropout": 0.1}} if mode == "lora" else {}
     straight, straight_out = train(tmp_path, tiny_llama, packed_eu, name="straight", mode=mode, max_steps=8, **extra)
 
     with pytest.raises(SimulatedCrash):

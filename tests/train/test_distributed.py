@@ -41,7 +41,9 @@ def test_ddp_on_two_processes_matches_one_process_with_the_same_global_batch(
     assert ddp_weights.keys() == single_weights.keys()
     for name, tensor in ddp_weights.items():
         assert torch.allclose(tensor, single_weights[name], atol=1e-5), name
-    assert not torch.equal(ddp_weights["model.norm.weight"], load_file(str(tiny_llama / "model.safetensors"))["model.norm.weight"])
+    assert not torch.equal(
+        ddp_weights["model.norm.weight"], load_file(str(tiny_llama / "model.safetensors"))["model.norm.weight"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -43,8 +43,10 @@ def answer_logprob(model, tokenizer, prompt, answer: str) -> float:
 def mean_margin(model_dir: Path, pairs: list[PreferencePair]) -> float:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    margins = [answer_logprob(model, tokenizer, p.prompt, p.chosen) - answer_logprob(model, tokenizer, p.prompt, p.rejected)
-               for p in pairs]
+    margins = [
+        answer_logprob(model, tokenizer, p.prompt, p.chosen) - answer_logprob(model, tokenizer, p.prompt, p.rejected)
+        for p in pairs
+    ]
     return sum(margins) / len(margins)
 
 

@@ -75,7 +75,9 @@ def test_long_conversations_are_cut_after_a_whole_answer_or_dropped(tiny_llama) 
     assert counts["shortened_to_last_fitting_answer"] == 1 and counts["examples"] == 3
     short = [{"role": "user", "content": "Kaixo"}, {"role": "assistant", "content": "Bai."}]
     dataset, counts = build_sft_dataset(tokenizer, [CONVERSATION, short], max_length=first_end - 5)
-    assert counts["dropped_too_long"] == 1 and dataset["input_ids"] == [tokenize_conversation(tokenizer, short).input_ids]
+    assert counts["dropped_too_long"] == 1 and dataset["input_ids"] == [
+        tokenize_conversation(tokenizer, short).input_ids
+    ]
     with pytest.raises(LangadaptError, match="no conversation fits max_length"):
         build_sft_dataset(tokenizer, [CONVERSATION], max_length=first_end - 5)
 
@@ -203,7 +205,10 @@ def test_a_rerun_resumes_from_the_last_complete_checkpoint_only(tmp_path, resize
     assert straight.metrics["resumed_from_step"] == 0 and resumed.metrics["resumed_from_step"] == 2
     assert (checkpoints / "checkpoint-4" / COMPLETE_MARKER).exists()
     assert resumed.metrics["loss_curve"] == straight.metrics["loss_curve"]
-    a, b = load_file(tmp_path / "straight" / "model" / "model.safetensors"), load_file(out / "model" / "model.safetensors")
+    a, b = (
+        load_file(tmp_path / "straight" / "model" / "model.safetensors"),
+        load_file(out / "model" / "model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

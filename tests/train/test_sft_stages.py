@@ -44,7 +44,8 @@ def run_config(tmp_path: Path, basque_texts: list[str], instruct: Path, base: Pa
         "name": "t", "output_dir": str(tmp_path / "run"), "target_language": "eu", "seed": 7,
         "models": {"base": str(base), "instruct": str(instruct)},
         "data": {"sources": {"basque": {"path": str(corpus), "language": "eu"}}},
-        "sft": {"data": [str(alpaca)], "copy_task": {"count": 12, "max_sentence_chars": 200, "max_paragraph_chars": 200}, **TRAINING,
+        "sft": {"data": [str(alpaca)],
+                "copy_task": {"count": 12, "max_sentence_chars": 200, "max_paragraph_chars": 200}, **TRAINING,
                 "self_calibration": {"prompts": [str(alpaca)], "max_new_tokens": 24, "batch_size": 4}},
         "dpo": {"data": [str(preferences)], **TRAINING, "max_steps": 2},
         **sections,
@@ -105,7 +106,8 @@ def test_validate_catches_bad_sections(tmp_path, basque_texts, tiny_llama, secti
     ({"sft": {"copy_task": {}, "mode": "full", "lora": {"r": 4}}}, "a lora section is set but mode is 'full'"),
     ({"dpo": {"data": []}}, "'dpo.data' needs at least 1 item"),
     ({"dpo": {"data": ["x.jsonl"], "loss_type": "hinge"}}, "dpo.loss_type"),
-    ({"sft": {"self_calibration": {"prompts": ["x.jsonl"], "judge": {"url": "u", "model": "m", "api_key_env": "sk-123"}}}},
+    ({"sft": {"self_calibration": {"prompts": ["x.jsonl"],
+                                   "judge": {"url": "u", "model": "m", "api_key_env": "sk-123"}}}},
      "api_key_env"),
 ])
 def test_config_errors_name_the_key(tmp_path, sections, message) -> None:
@@ -145,7 +147,9 @@ def test_the_verbs_write_through_a_temporary_folder(tmp_path, tiny_llama) -> Non
     assert json.loads((tmp_path / "dpo-out" / "metrics.json").read_text())["summary"]["steps"] == 1
 
     # A run config: its sft section, seed, language and models (relative to the config's folder) are used.
-    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"text": "Lehen esaldia luzea da hau. Bigarren esaldia ere luzea da."}])
+    corpus = write_jsonl(
+        tmp_path / "corpus.jsonl", [{"text": "Lehen esaldia luzea da hau. Bigarren esaldia ere luzea da."}]
+    )
     config = tmp_path / "conf" / "run.yaml"
     config.parent.mkdir()
     shutil.copytree(tiny_llama, tmp_path / "conf" / "base")

@@ -24,7 +24,9 @@ from tests.tiny import EU_DEV, REPO
 from tests.train.conftest import PACK_METRICS, STAND_INS, install_stand_ins, run_config
 
 
-def test_stage_trains_the_base_and_records_the_run(tmp_path: Path, tiny_llama: Path, packed_eu: Path, monkeypatch) -> None:
+def test_stage_trains_the_base_and_records_the_run(
+    tmp_path: Path, tiny_llama: Path, packed_eu: Path, monkeypatch
+) -> None:
     install_stand_ins(monkeypatch, packed_eu)
     results = run_pipeline(run_config(tmp_path, tiny_llama))
     assert [r.name for r in results] == ["data", "pack", "cpt"]

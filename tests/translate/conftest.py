@@ -38,7 +38,9 @@ def make_tiny_marian(out: Path, *, multi_target: bool = False, seed: int = 0) ->
 
     work = out.with_name(out.name + "-spm")
     work.mkdir(parents=True, exist_ok=True)
-    (work / "corpus.txt").write_text("\n".join(tiny.texts("en", limit=300) + tiny.texts("eu", limit=300)), encoding="utf-8")
+    (work / "corpus.txt").write_text(
+        "\n".join(tiny.texts("en", limit=300) + tiny.texts("eu", limit=300)), encoding="utf-8"
+    )
     spm.SentencePieceTrainer.train(
         input=str(work / "corpus.txt"), model_prefix=str(work / "sp"), vocab_size=400, model_type="unigram",
         character_coverage=1.0, minloglevel=2, eos_id=0, unk_id=1, bos_id=-1, pad_id=-1,

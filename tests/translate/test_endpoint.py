@@ -65,12 +65,16 @@ def test_success_then_a_rerun_sends_nothing(tmp_path: Path, alpaca: Path, en_eu:
     assert secret not in json.dumps(metrics) and secret.encode() not in cache.read_bytes()
     rows = [json.loads(line) for line in (tmp_path / "one" / "alpaca.jsonl").read_text().splitlines()]
     sources = [json.loads(line) for line in alpaca.read_text().splitlines()]
-    assert [(r["instruction"], r["output"]) for r in rows] == [(en_eu[s["instruction"]], en_eu[s["output"]]) for s in sources]
+    assert [(r["instruction"], r["output"]) for r in rows] == [
+        (en_eu[s["instruction"]], en_eu[s["output"]]) for s in sources
+    ]
     assert metrics["datasets"]["alpaca"]["rows_out"] == ROWS and metrics["dropped"] == {}  # real Basque passes
     assert metrics["backend"] | {"tokens_in": 0, "tokens_out": 0} == {
         "kind": "endpoint", "model": "mt", "calls": 2 * ROWS, "requests": 2 * ROWS, "retries": 0, "failures": 0,
         "tokens_in": 0, "tokens_out": 0}
-    assert metrics["backend"]["tokens_in"] == sum(len(s.split()) for r in sources for s in (r["instruction"], r["output"]))
+    assert metrics["backend"]["tokens_in"] == sum(
+        len(s.split()) for r in sources for s in (r["instruction"], r["output"])
+    )
     assert all(b["messages"] == [{"role": "user", "content": last_user_text(b)}] and b["temperature"] == 0
                for b in server.bodies)
 

@@ -39,11 +39,16 @@ def test_preference_lists_share_one_prompt_text() -> None:
 
 
 def test_translated_rows_load_like_their_sources(tmp_path) -> None:
-    chat = write_jsonl(tmp_path / "chat.jsonl", [upper({"messages": [{"role": "user", "content": "q"},
-                                                                       {"role": "assistant", "content": "a"}]}, "chat")])
+    chat = write_jsonl(
+        tmp_path / "chat.jsonl",
+        [upper({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}, "chat")],
+    )
     prefs = write_jsonl(tmp_path / "p.jsonl", [upper({"prompt": "p", "chosen": "c", "rejected": "r"}, "preference")])
     qa = write_jsonl(tmp_path / "qa.jsonl", [upper({"question": "q", "answer": "a"}, "qa")])
-    assert load_conversations([chat, qa])[0] == [[{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]] * 2
+    assert (
+        load_conversations([chat, qa])[0]
+        == [[{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]] * 2
+    )
     assert load_preferences([prefs])[0][0].chosen == "C"
 
 

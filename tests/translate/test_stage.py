@@ -74,7 +74,10 @@ def test_preflight_catches_a_ref_to_no_dataset_and_an_unknown_language(tmp_path,
 def test_resolving_refs(tmp_path: Path) -> None:
     (tmp_path / "translate").mkdir()
     (tmp_path / "translate" / "alpaca.jsonl").write_text("{}\n")
-    assert resolve_data_ref("translate:alpaca", {"translate": tmp_path / "translate"}) == tmp_path / "translate" / "alpaca.jsonl"
+    assert (
+        resolve_data_ref("translate:alpaca", {"translate": tmp_path / "translate"})
+        == tmp_path / "translate" / "alpaca.jsonl"
+    )
     with pytest.raises(LangadaptError, match="has no dataset 'other'"):
         resolve_data_ref("translate:other", {"translate": tmp_path / "translate"})
     with pytest.raises(LangadaptError, match="needs the translate stage"):

@@ -34,7 +34,9 @@ def build(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     def make(family: str, method: str = "extended", vocab_size: int = 1200, **kwargs: object) -> Built:
         key = (family, method, vocab_size, tuple(sorted(kwargs.items())))
         if key not in cache:
-            base_dir = request.getfixturevalue("byte_level_tokenizer" if family == "byte_level" else "sentencepiece_tokenizer")
+            base_dir = request.getfixturevalue(
+                "byte_level_tokenizer" if family == "byte_level" else "sentencepiece_tokenizer"
+            )
             base = BaseTokenizer.from_hf(AutoTokenizer.from_pretrained(base_dir))
             vocabulary = build_vocabulary(base, iter(tiny.texts("eu")), method=method, vocab_size=vocab_size, **kwargs)
             out = tmp_path_factory.mktemp("vocab") / f"{family}-{method}"

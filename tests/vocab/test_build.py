@@ -161,14 +161,17 @@ def test_replace_has_the_size_asked_specials_first_and_maps_shared_tokens(build,
     if family == "sentencepiece":  # Llama-2 layout: specials, then the 256 byte-fallback tokens
         assert [vocab[b] for b in BYTE_TOKENS] == list(range(3, 259))
         assert json.loads(built.new.backend_tokenizer.to_str())["model"]["byte_fallback"]
-        assert built.new.convert_ids_to_tokens(built.new("Ω", add_special_tokens=False)["input_ids"])[-2:] == ["<0xCE>", "<0xA9>"]
+        assert (built.new.convert_ids_to_tokens(built.new("Ω", add_special_tokens=False)["input_ids"])[-2:]
+                == ["<0xCE>", "<0xA9>"])
     old_vocab = built.old.get_vocab()
     token_map = built.vocabulary.token_map
     assert all(token_map.old_ids[i] == old_vocab.get(t, -1) for t, i in vocab.items())
     assert len(token_map.kept_ids()) > 100  # shared tokens carry their old rows
 
 
-def test_new_tokens_go_after_added_tokens_that_sit_above_the_model_vocabulary(tmp_path: Path, byte_level_tokenizer: Path) -> None:
+def test_new_tokens_go_after_added_tokens_that_sit_above_the_model_vocabulary(
+    tmp_path: Path, byte_level_tokenizer: Path
+) -> None:
     old = AutoTokenizer.from_pretrained(byte_level_tokenizer)
     old.add_special_tokens({"additional_special_tokens": ["<|eot_id|>"]})  # id 600, outside the BPE vocab
     old.save_pretrained(tmp_path / "base")

@@ -65,7 +65,8 @@ def test_bad_corpus_and_sizes_are_one_line_errors_and_write_nothing(tmp_path: Pa
     cases = [
         (["--corpus", str(blank), "--text-field", "eu", "--vocab-size", "900"], ["holds no text", "3 documents"]),
         (["--corpus", str(real), "--text-field", "eu", "--vocab-size", "100"], ["smaller than the base's alphabet"]),
-        (["--corpus", str(real), "--text-field", "eu", "--vocab-size", "900", "--method", "optimized", "--keep", "5000"],
+        (["--corpus", str(real), "--text-field", "eu", "--vocab-size", "900",
+          "--method", "optimized", "--keep", "5000"],
          ["larger than the original vocabulary (600 tokens)"]),
         (["--corpus", str(real), "--vocab-size", "900"], ["has no field 'text'"]),
     ]

@@ -49,7 +49,9 @@ def test_overlap_and_shared_token_share_are_exact() -> None:
 
 
 @pytest.mark.parametrize("fixture", ["byte_level_tokenizer", "sentencepiece_tokenizer"])
-def test_tokens_per_word_agrees_with_the_data_stage_statistics(fixture: str, basque_dev_texts: list[str], request) -> None:
+def test_tokens_per_word_agrees_with_the_data_stage_statistics(
+    fixture: str, basque_dev_texts: list[str], request
+) -> None:
     tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
     ours = count_tokens(tokenizer, basque_dev_texts).summary()
     data = text_stats(basque_dev_texts, tokenizer)

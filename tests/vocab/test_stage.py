@@ -53,7 +53,11 @@ def test_stage_builds_the_tokenizer_and_measures_every_eval_text(tmp_path: Path,
     summary = metrics["summary"]
     assert summary["vocab size"] == len(new) and summary["new tokens"] == len(new) - len(old)
     eu = metrics["eval"]["basque_dev"]
-    assert summary["basque_dev ×chars/tok"] == round(eu["new"]["chars_per_token"] / eu["original"]["chars_per_token"], 4) > 1.2
+    assert (
+        summary["basque_dev ×chars/tok"]
+        == round(eu["new"]["chars_per_token"] / eu["original"]["chars_per_token"], 4)
+        > 1.2
+    )
     assert summary["english_dev ×chars/tok"] >= 1.0  # new merges after the originals: English never loses
 
     results = run_pipeline(cfg)
@@ -93,7 +97,9 @@ def test_bad_vocab_sections_fail_validation(tmp_path: Path, byte_level_tokenizer
     assert needle in str(raised.value)
 
 
-def test_without_a_target_language_source_the_stage_says_what_to_set(tmp_path: Path, byte_level_tokenizer: Path) -> None:
+def test_without_a_target_language_source_the_stage_says_what_to_set(
+    tmp_path: Path, byte_level_tokenizer: Path
+) -> None:
     data = _config(tmp_path, byte_level_tokenizer, {})
     data["target_language"] = "lt"
     with pytest.raises(LangadaptError, match="no data source has language 'lt'"):
@@ -106,4 +112,5 @@ def test_editing_the_base_tokenizer_rebuilds_the_vocabulary(tmp_path: Path, byte
     run_pipeline(cfg)
     (base / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
     assert [(r.name, r.status) for r in run_pipeline(cfg)] == [("data", "skipped"), ("vocab", "ran")]
-    assert (tmp_path / "run" / "vocab" / "tokenizer" / "chat_template.jinja").read_text() == "{{ messages[0]['content'] }}"
+    assert ((tmp_path / "run" / "vocab" / "tokenizer" / "chat_template.jinja").read_text()
+            == "{{ messages[0]['content'] }}")

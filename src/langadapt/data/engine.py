@@ -124,7 +124,9 @@ class Engine:
     def rank_stats(self, phase: str) -> dict[int, list[dict[str, Any]]]:
         """The stats each rank of `phase` saved: rank → one {name, time_stats, stats} per step."""
         folder = self.logs(phase) / "stats"
-        return {int(p.stem): json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+        return (
+            {int(p.stem): json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+        )
 
     # -- Slurm and Ray --------------------------------------------------------------------------------------
 
@@ -159,7 +161,9 @@ class Engine:
         try:
             import ray
         except ImportError:
-            raise LangadaptError("data.executor.kind is ray but ray is not installed — pip install 'langadapt[ray]'") from None
+            raise LangadaptError(
+                "data.executor.kind is ray but ray is not installed — pip install 'langadapt[ray]'"
+            ) from None
         from datatrove.executor.ray import RayPipelineExecutor
 
         ray_cfg = self.cfg.ray

@@ -84,7 +84,9 @@ def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if first.lstrip().startswith("["):  # one JSON list
             rows = _parse_json(first + handle.read(), str(path))
             if not isinstance(rows, list):
-                raise LangadaptError(f"instruction file '{path}' is not a list of records — write one JSON object per line")
+                raise LangadaptError(
+                    f"instruction file '{path}' is not a list of records — write one JSON object per line"
+                )
             yield from enumerate(rows, start=1)
             return
         for number, line in enumerate(chain([first], handle), start=1):  # JSON Lines, streamed
@@ -125,7 +127,11 @@ def to_conversation(record: dict[str, Any], fmt: str, where: str) -> Conversatio
         extra = record.get("input")
         user = f"{instruction}\n\n{_text(record, 'input', where)}" if extra else instruction
         system = [{"role": "system", "content": _text(record, "system", where)}] if record.get("system") else []
-        return [*system, {"role": "user", "content": user}, {"role": "assistant", "content": _text(record, "output", where)}]
+        return [
+            *system,
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": _text(record, "output", where)},
+        ]
     if fmt == "qa":
         return [{"role": "user", "content": _text(record, "question", where)},
                 {"role": "assistant", "content": _text(record, "answer", where)}]

@@ -130,10 +130,7 @@ class LanguageIdentifier:
     def identify(self, texts: Sequence[str]) -> list[tuple[str, float]]:
         """(code, confidence) of the most likely language of each text; `unknown` when nothing fits."""
         results: list[tuple[str, float] | None]
-        if self.backend == "lingua":
-            results = [None] * len(texts)
-        else:
-            results = [self._fasttext(text) for text in texts]
+        results = [None] * len(texts) if self.backend == "lingua" else [self._fasttext(text) for text in texts]
         unsure = [i for i, result in enumerate(results) if result is None]
         for i in unsure:
             results[i] = self._lingua(texts[i])
@@ -150,7 +147,9 @@ class LanguageIdentifier:
         if len(text) < self._lingua_below:
             return None
         threshold = self._fasttext_confidence if self.backend == "cascade" else 0.0
-        predictions = _fasttext_model(self._model_path).predict(text.replace("\n", " ") + "\n", 10, threshold, "replace")
+        predictions = _fasttext_model(self._model_path).predict(
+            text.replace("\n", " ") + "\n", 10, threshold, "replace"
+        )
         for probability, label in predictions:  # most likely first
             code = self._labels[label] if label in self._labels else self._label_code(label)
             if code is not None:

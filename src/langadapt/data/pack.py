@@ -85,7 +85,9 @@ def best_fit_bins(lengths: np.ndarray, capacity: int) -> np.ndarray:
     return bins
 
 
-def layout(pieces: Pieces, context_length: int, strategy: str, rng: np.random.Generator) -> tuple[Pieces, np.ndarray | None]:
+def layout(
+    pieces: Pieces, context_length: int, strategy: str, rng: np.random.Generator
+) -> tuple[Pieces, np.ndarray | None]:
     """The pieces in writing order and, for `best_fit`, the block of each (None: cut the stream)."""
     if strategy == "concat":
         return pieces, None
@@ -200,7 +202,9 @@ def _quiet_datasets() -> Iterator[None]:
             ds_logging.enable_progress_bar()
 
 
-def write_blocks(batches: Iterator[dict[str, np.ndarray]], out: Path, context_length: int, n_sources: int) -> dict[str, Any]:
+def write_blocks(
+    batches: Iterator[dict[str, np.ndarray]], out: Path, context_length: int, n_sources: int
+) -> dict[str, Any]:
     """Write block batches as a `save_to_disk` folder at `out`; count tokens per source and padding."""
     import pyarrow as pa
     from datasets import Dataset, Features, List, Value

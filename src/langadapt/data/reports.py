@@ -101,7 +101,9 @@ def throughput(input_bytes: float, documents: int, wall_seconds: float, phases: 
                 entry = steps.setdefault(name, {"seconds": 0.0, "documents": 0})
                 entry["seconds"] += float(total(step["time_stats"]))
                 counts = step["stats"]
-                entry["documents"] += int(max(total(counts.get(k, 0)) for k in ("total", "read", "survivors", "documents")))
+                entry["documents"] += int(
+                    max(total(counts.get(k, 0)) for k in ("total", "read", "survivors", "documents"))
+                )
     for entry in steps.values():
         seconds = entry["seconds"]
         entry["seconds"] = round(seconds, 3)

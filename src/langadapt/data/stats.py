@@ -55,7 +55,9 @@ def batches(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def text_stats(texts: Iterable[str], tokenizer: PreTrainedTokenizerBase | None = None, batch_size: int = 512) -> dict[str, Any]:
+def text_stats(
+    texts: Iterable[str], tokenizer: PreTrainedTokenizerBase | None = None, batch_size: int = 512
+) -> dict[str, Any]:
     """`TextStats` over an iterable of texts, read in batches."""
     stats = TextStats(tokenizer)
     for batch in batches(texts, batch_size):

@@ -48,7 +48,9 @@ def english_hidden(inputs: InitInputs, options: CalibrationConfig) -> torch.Tens
     return torch.cat(states)
 
 
-def calibrate_output(inputs: InitInputs, rows: dict[str, torch.Tensor], options: CalibrationConfig) -> dict[str, object]:
+def calibrate_output(
+    inputs: InitInputs, rows: dict[str, torch.Tensor], options: CalibrationConfig
+) -> dict[str, object]:
     """Correct the output side of `rows` (as returned by a method) in place; returns figures for the manifest."""
     name = OUTPUT if OUTPUT in rows else INPUT
     out = rows[name]

@@ -23,16 +23,26 @@ def _method_help() -> str:
 
 
 ModelOpt = Annotated[str, typer.Option("--model", help="Model to resize: builtin:NAME, a folder or a hub id.")]
-TokenizerOpt = Annotated[Path, typer.Option("--tokenizer", help="New tokenizer folder with token_map.json (from `vocab train`).")]
-CorpusOpt = Annotated[list[Path] | None, typer.Option("--corpus", help="Target-language text, jsonl[.gz] (repeatable).")]
+TokenizerOpt = Annotated[
+    Path, typer.Option("--tokenizer", help="New tokenizer folder with token_map.json (from `vocab train`).")
+]
+CorpusOpt = Annotated[
+    list[Path] | None, typer.Option("--corpus", help="Target-language text, jsonl[.gz] (repeatable).")
+]
 EnglishOpt = Annotated[list[Path] | None, typer.Option("--english", help="English text, jsonl[.gz] (repeatable).")]
 FieldOpt = Annotated[str, typer.Option("--text-field", help="JSON field of the corpus files.")]
 EnglishFieldOpt = Annotated[str, typer.Option("--english-field", help="JSON field of the English files.")]
-OptionsOpt = Annotated[str | None, typer.Option("--options", help='Per-method options as JSON, e.g. \'{"distill": {"steps": 8}}\'.')]
-CalibrateOpt = Annotated[bool, typer.Option("--calibrate-output", help="Output-side calibration (logit offset on English).")]
+OptionsOpt = Annotated[
+    str | None, typer.Option("--options", help='Per-method options as JSON, e.g. \'{"distill": {"steps": 8}}\'.')
+]
+CalibrateOpt = Annotated[
+    bool, typer.Option("--calibrate-output", help="Output-side calibration (logit offset on English).")
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the methods that sample.")]
 RemoteOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model with custom code.")]
-BaseTokOpt = Annotated[str | None, typer.Option("--base-tokenizer", help="Tokenizer the new one extends (default: the model's).")]
+BaseTokOpt = Annotated[
+    str | None, typer.Option("--base-tokenizer", help="Tokenizer the new one extends (default: the model's).")
+]
 
 
 def _config(method: str, options: str | None, calibrate: bool, auto_methods: str | None = None,
@@ -125,11 +135,15 @@ def probe(
     tokenizer: TokenizerOpt,
     corpus: CorpusOpt = None,
     english: EnglishOpt = None,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods to compare.")] = "mean,convex,distill",
+    methods: Annotated[
+        str, typer.Option("--methods", help="Comma-separated methods to compare.")
+    ] = "mean,convex,distill",
     text_field: FieldOpt = "text",
     english_field: EnglishFieldOpt = "text",
     documents: Annotated[int, typer.Option("--documents", help="Held-out documents scored per side.")] = 32,
-    english_limit: Annotated[float, typer.Option("--english-limit", help="Largest English bits/char regression.")] = 0.01,
+    english_limit: Annotated[
+        float, typer.Option("--english-limit", help="Largest English bits/char regression.")
+    ] = 0.01,
     options: OptionsOpt = None,
     calibrate_output: CalibrateOpt = False,
     base_tokenizer: BaseTokOpt = None,

@@ -25,7 +25,9 @@ class AutoConfig(Section):
     """`embed.auto`: the methods `method: auto` probes and how it chooses."""
 
     methods: list[str] = Field(default=["mean", "convex", "distill"], min_length=1)
-    english_limit: float = Field(default=0.01, ge=0, description="largest English bits/char regression allowed (0.01 = 1 %)")
+    english_limit: float = Field(
+        default=0.01, ge=0, description="largest English bits/char regression allowed (0.01 = 1 %)"
+    )
     documents: int = Field(default=32, ge=1, description="held-out training documents scored per side")
     max_length: int = Field(default=256, ge=8, description="tokens per scored document (sliding window)")
 
@@ -39,7 +41,8 @@ class EmbedConfig(Section):
         "`auto.methods` and keep the best at step 0",
     )
     options: dict[str, dict[str, object]] = Field(
-        default_factory=dict, description="per-method options, e.g. {distill: {steps: 24}}; each method validates its own",
+        default_factory=dict,
+        description="per-method options, e.g. {distill: {steps: 24}}; each method validates its own",
     )
     calibration: CalibrationConfig | None = Field(default=None, description="output-side calibration, or null")
     auto: AutoConfig = Field(default_factory=AutoConfig)

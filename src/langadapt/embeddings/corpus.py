@@ -35,7 +35,9 @@ def corpus_from_files(target: list[Path], english: list[Path], *, probe_document
     return Corpus(_reader(target, probe_documents), _reader(english, probe_documents), probe)
 
 
-def run_corpus(data_dir: Path, sources: dict[str, str | None], target_language: str, *, probe_documents: int = 0) -> Corpus:
+def run_corpus(
+    data_dir: Path, sources: dict[str, str | None], target_language: str, *, probe_documents: int = 0
+) -> Corpus:
     """The corpus of a run: `sources` maps each data source to its language."""
     target = [corpus_file(data_dir, n) for n, lang in sources.items() if lang == target_language]
     english = [corpus_file(data_dir, n) for n, lang in sources.items() if lang == "en" and target_language != "en"]

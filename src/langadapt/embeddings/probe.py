@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("langadapt.embed")
 
 
-def score(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> float | None:
+def score(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int
+) -> float | None:
     from langadapt.evaluate.bpc import bits_per_character
 
     if not texts:

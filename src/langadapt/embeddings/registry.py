@@ -133,7 +133,9 @@ def _method_modules() -> tuple[str, ...]:
 METHODS: Registry[InitMethod] = Registry("init method", _method_modules)
 
 
-def init_method(name: str, *, options: type[Section] = NoOptions, needs_corpus: bool = False) -> Callable[[InitFn], InitFn]:
+def init_method(
+    name: str, *, options: type[Section] = NoOptions, needs_corpus: bool = False
+) -> Callable[[InitFn], InitFn]:
     """Register `fn(inputs, options) -> InitResult` as `embed.method: name`."""
     if name == AUTO:
         raise ValueError(f"{AUTO!r} is reserved for the probe")

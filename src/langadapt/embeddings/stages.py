@@ -57,7 +57,8 @@ def embed_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
                             cfg.target_language, probe_documents=probe)
     metrics = embed_model(
         cfg.models.base, ctx.inputs["vocab"] / "tokenizer", ctx.out / "model", cfg.embed,
-        base_tokenizer=ctx.tokenizer_for(cfg.models.base), seed=cfg.seed, trust_remote_code=cfg.models.trust_remote_code,
+        base_tokenizer=ctx.tokenizer_for(cfg.models.base), seed=cfg.seed,
+        trust_remote_code=cfg.models.trust_remote_code,
         corpus=corpus,
     )
     metrics["summary"] = {

@@ -283,7 +283,9 @@ def resize_to_tokenizer(
     candidates = {name: _run_method(name, config, inputs, seed) for name in names}
 
     def install(rows: dict[str, torch.Tensor]) -> None:
-        install_matrices(model, {name: assemble_matrix(old, token_map, rows[name]) for name, old in old_matrices.items()})
+        install_matrices(
+            model, {name: assemble_matrix(old, token_map, rows[name]) for name, old in old_matrices.items()}
+        )
 
     probe = None
     chosen = names[0]

@@ -85,7 +85,10 @@ class BpcResult:
     def to_dict(self, *, with_documents: bool = False) -> dict[str, Any]:
         totals = ("documents", "characters", "bytes", "words", "tokens", "nll_nats")
         ratios = ("bits_per_char", "bits_per_byte", "token_perplexity", "tokens_per_word", "chars_per_token")
-        out = {**{name: getattr(self, name) for name in totals}, **{name: round(getattr(self, name), 6) for name in ratios}}
+        out = {
+            **{name: getattr(self, name) for name in totals},
+            **{name: round(getattr(self, name), 6) for name in ratios},
+        }
         if with_documents:
             out["per_document"] = {"nll_nats": [round(v, 6) for v in self.document_nll],
                                    "characters": list(self.document_characters), "bytes": list(self.document_bytes)}

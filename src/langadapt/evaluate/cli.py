@@ -39,7 +39,9 @@ def bpc_command(
     model: ModelArg,
     texts: Annotated[Path, typer.Argument(help="Text file: .jsonl[.gz], .txt[.gz], .parquet.", show_default=False)],
     field: Annotated[str, typer.Option(help="JSON field / column holding the text.")] = "text",
-    language: Annotated[str | None, typer.Option(help="Declared language: warns when the texts read otherwise.")] = None,
+    language: Annotated[
+        str | None, typer.Option(help="Declared language: warns when the texts read otherwise.")
+    ] = None,
     max_texts: Annotated[int | None, typer.Option(help="Score the first N texts.")] = None,
     max_length: Annotated[int, typer.Option(help="Window length in tokens.")] = 1024,
     stride: Annotated[int | None, typer.Option(help="New tokens per window (default max_length/2).")] = None,
@@ -59,11 +61,15 @@ def bpc_command(
 @eval_app.command("mc")
 def mc_command(
     model: ModelArg,
-    task: Annotated[Path, typer.Argument(help="JSONL: question, choices, answer, optional context.", show_default=False)],
+    task: Annotated[
+        Path, typer.Argument(help="JSONL: question, choices, answer, optional context.", show_default=False)
+    ],
     fewshot: Annotated[Path | None, typer.Option(help="Few-shot examples (same format).")] = None,
     num_fewshot: Annotated[int, typer.Option(help="How many few-shot examples precede each item.")] = 0,
     language: Annotated[str, typer.Option(help="Prompt language (question/answer words).")] = "en",
-    answer_format: Annotated[AnswerFormat, typer.Option(help="letter (A/B/C/D) or text (the choice itself).")] = "letter",
+    answer_format: Annotated[
+        AnswerFormat, typer.Option(help="letter (A/B/C/D) or text (the choice itself).")
+    ] = "letter",
     chat: ChatOpt = False,
     max_items: Annotated[int | None, typer.Option(help="Evaluate the first N items.")] = None,
     items: Annotated[bool, typer.Option("--items", help="Also print per-item scores.")] = False,
@@ -116,7 +122,9 @@ def generate_command(
 
 @eval_app.command("compare")
 def compare_command(
-    reports: Annotated[list[Path], typer.Argument(help="Per-model JSON reports (<run>/eval/*.json).", show_default=False)],
+    reports: Annotated[
+        list[Path], typer.Argument(help="Per-model JSON reports (<run>/eval/*.json).", show_default=False)
+    ],
     csv: Annotated[bool, typer.Option("--csv", help="CSV instead of markdown.")] = False,
     out: Annotated[Path | None, typer.Option(help="Write the table to this file instead of printing it.")] = None,
 ) -> None:
@@ -137,7 +145,9 @@ def lm_eval_command(
     model: ModelArg,
     tasks: Annotated[str, typer.Option(help="Comma-separated lm-eval task names.")] = "",
     include: Annotated[Path | None, typer.Option(help="Folder of extra lm-eval task YAMLs.")] = None,
-    mc_task: Annotated[list[Path] | None, typer.Option(help="Our JSONL MC task(s), run as lm-eval tasks (repeatable).")] = None,
+    mc_task: Annotated[
+        list[Path] | None, typer.Option(help="Our JSONL MC task(s), run as lm-eval tasks (repeatable).")
+    ] = None,
     language: Annotated[str, typer.Option(help="Prompt language for --mc-task.")] = "en",
     num_fewshot: Annotated[int | None, typer.Option(help="lm-eval few-shot count.")] = None,
     limit: Annotated[float | None, typer.Option(help="Items per task (count, or fraction < 1).")] = None,

@@ -194,8 +194,10 @@ class CopyTask(EvalTask[dict[str, CopyTaskConfig], dict[str, list[str]]]):
             evaluated = None if listed is None else {m if m in RUN_MODELS else model_label(m) for m in listed}
             missing = [m for m in task.models or [] if evaluated is not None and m not in evaluated]
             if missing:
-                raise LangadaptError(f"eval.copy.{name}.models names {', '.join(map(repr, missing))}, which eval.models "
-                                     "does not evaluate — add it to eval.models or remove it here")
+                raise LangadaptError(
+                    f"eval.copy.{name}.models names {', '.join(map(repr, missing))}, which eval.models "
+                    "does not evaluate — add it to eval.models or remove it here"
+                )
 
     def read_inputs(self, setting: dict[str, CopyTaskConfig], cfg: RunConfig, data_dir: Path) -> dict[str, list[str]]:
         from langadapt.evaluate.runner import read_text_file
@@ -206,7 +208,9 @@ class CopyTask(EvalTask[dict[str, CopyTaskConfig], dict[str, list[str]]]):
                 pool = eval_texts(data_dir, task.source, language=cfg.data.eval_sources[task.source].language)
             else:
                 pool = read_text_file(task.path)
-            chosen = [t for t in pool if len(t) >= task.min_chars and (task.max_chars is None or len(t) <= task.max_chars)]
+            chosen = [
+                t for t in pool if len(t) >= task.min_chars and (task.max_chars is None or len(t) <= task.max_chars)
+            ]
             if not chosen:
                 raise LangadaptError(f"eval.copy.{name}: no text has between {task.min_chars} and {task.max_chars} "
                                      "characters — widen min_chars/max_chars")

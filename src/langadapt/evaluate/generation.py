@@ -54,12 +54,14 @@ class GenerationRun:
 def require_chat_template(tokenizer: PreTrainedTokenizerBase) -> None:
     if not getattr(tokenizer, "chat_template", None):
         raise LangadaptError(
-            f"the model '{tokenizer.name_or_path}' has no chat template but the task asks for one — set chat_template: false for base "
-            "models, or use a tokenizer folder that has one"
+            f"the model '{tokenizer.name_or_path}' has no chat template but the task asks for one — "
+            "set chat_template: false for base models, or use a tokenizer folder that has one"
         )
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerBase, user: str, *, chat_template: bool, system: str | None = None) -> str:
+def render_prompt(
+    tokenizer: PreTrainedTokenizerBase, user: str, *, chat_template: bool, system: str | None = None
+) -> str:
     """The text the model continues: the user turn in the chat template (generation prompt open), or the
     plain text followed by a blank line."""
     if not chat_template:

@@ -17,12 +17,22 @@ def register(app: typer.Typer) -> None:
 def lep(
     base: Annotated[str, typer.Option("--base", help="B: the original base model.")],
     instruct: Annotated[str, typer.Option("--instruct", help="I: B's instruct fine-tune (B's vocabulary).")],
-    donor: Annotated[str, typer.Option("--donor", help="D: B with the new tokenizer, after CPT (holds token_map.json).")],
+    donor: Annotated[
+        str, typer.Option("--donor", help="D: B with the new tokenizer, after CPT (holds token_map.json).")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output model folder (must not exist yet).")],
-    method: Annotated[LepMethod, typer.Option("--method", help="How D's rows are mapped into I's space.")] = "conversion",
-    base_tokenizer: Annotated[str | None, typer.Option("--base-tokenizer", help="B's tokenizer if not B's own.")] = None,
-    token_map: Annotated[Path | None, typer.Option("--token-map", help="token_map.json (or its folder) if D lacks one.")] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow models with custom code.")] = False,
+    method: Annotated[
+        LepMethod, typer.Option("--method", help="How D's rows are mapped into I's space.")
+    ] = "conversion",
+    base_tokenizer: Annotated[
+        str | None, typer.Option("--base-tokenizer", help="B's tokenizer if not B's own.")
+    ] = None,
+    token_map: Annotated[
+        Path | None, typer.Option("--token-map", help="token_map.json (or its folder) if D lacks one.")
+    ] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow models with custom code.")
+    ] = False,
 ) -> None:
     """Learned Embedding Propagation: the adapted base's embeddings mapped into its instruct sibling."""
     from langadapt.lep.propagate import lep_model

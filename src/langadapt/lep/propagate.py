@@ -77,7 +77,11 @@ class FittedMap:
 
 
 def propagation_map(
-    method: LepMethod, base: torch.Tensor, instruct: torch.Tensor, token_map: TokenMap, skip: frozenset[int] = frozenset()
+    method: LepMethod,
+    base: torch.Tensor,
+    instruct: torch.Tensor,
+    token_map: TokenMap,
+    skip: frozenset[int] = frozenset(),
 ) -> FittedMap:
     """X for one matrix (`base`, `instruct`: B's and I's rows of the old vocabulary, row-major). Rows `skip`
     (new ids of special/added tokens: their rows are copied, not mapped) stay out of the fit, as in the reference."""

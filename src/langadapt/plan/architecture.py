@@ -36,7 +36,8 @@ FAMILIES: tuple[tuple[str, str], ...] = (
     (r"smollm2-360m", "smollm2-360m"),
     (r"smollm2-1\.7b", "smollm2-1.7b"),
 )
-BUILTIN_CONFIGS = {"smollm2-135m-instruct": "smollm2-135m", "smollm2-135m-child-brackets": "smollm2-135m"}  # the child: a fine-tune
+# the child: a fine-tune
+BUILTIN_CONFIGS = {"smollm2-135m-instruct": "smollm2-135m", "smollm2-135m-child-brackets": "smollm2-135m"}
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

@@ -12,8 +12,12 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
         run_dir: Annotated[Path, typer.Argument(help="A run's output_dir.", show_default=False)],
-        compare: Annotated[list[Path] | None, typer.Option("--compare", help="Another run to compare (repeatable).")] = None,
-        out: Annotated[Path | None, typer.Option("--out", help="Where to write the page (default RUN_DIR/report.html).")] = None,
+        compare: Annotated[
+            list[Path] | None, typer.Option("--compare", help="Another run to compare (repeatable).")
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Where to write the page (default RUN_DIR/report.html).")
+        ] = None,
         title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
     ) -> None:
         """Render one HTML page (tables + plots) from a run's manifests, optionally beside other runs."""

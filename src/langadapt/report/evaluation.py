@@ -62,7 +62,11 @@ def stage_changes_section(eval_metrics: dict[str, Any]) -> str:
                 cells.append("—")
                 continue
             css = _css(change.get("verdict"))
-            value = f'<span class="{css}">{escape(signed(change["delta"]))}</span>' if css else escape(signed(change["delta"]))
+            value = (
+                f'<span class="{css}">{escape(signed(change["delta"]))}</span>'
+                if css
+                else escape(signed(change["delta"]))
+            )
             interval = span(change.get("delta_low"), change.get("delta_high"), sign=True)
             cells.append(f"{value}<br><small>{interval}</small>" if interval else value)
         rows.append(cells)

@@ -155,12 +155,19 @@ def _volume(metrics: dict[str, Any]) -> tuple[int | None, int | None]:
 
 def _data_section(run: RunView) -> str:
     metrics = run.manifests.get("data", {}).get("metrics", {})
-    groups = [(label, metrics.get(key) or {}) for label, key in (("training sources", "sources"), ("evaluation texts", "eval"))]
+    groups = [
+        (label, metrics.get(key) or {})
+        for label, key in (("training sources", "sources"), ("evaluation texts", "eval"))
+    ]
     columns = ["language", "documents", "characters", "words", "tokens", "tokens_per_word", "chars_per_token"]
     parts = []
     for label, sources in groups:
         if isinstance(sources, dict) and sources:
-            rows = [[name, *[fmt(stats.get(c)) for c in columns]] for name, stats in sources.items() if isinstance(stats, dict)]
+            rows = [
+                [name, *[fmt(stats.get(c)) for c in columns]]
+                for name, stats in sources.items()
+                if isinstance(stats, dict)
+            ]
             parts.append(f"<h3>{escape(label)}</h3>" + table(["source", *columns], rows))
     mix = metrics.get("mix") or run.manifests.get("pack", {}).get("metrics", {}).get("mix")
     if isinstance(mix, dict) and mix.get("requested_token_share"):
@@ -180,7 +187,9 @@ def _vocab_section(run: RunView) -> str:
     if not summary:
         return ""
     ratios = {k.removesuffix(" ×chars/tok"): v for k, v in summary.items() if k.endswith("×chars/tok")}
-    facts = table(["", ""], [[k, fmt(v)] for k, v in summary.items() if not k.endswith("×chars/tok")], show_header=False)
+    facts = table(
+        ["", ""], [[k, fmt(v)] for k, v in summary.items() if not k.endswith("×chars/tok")], show_header=False
+    )
     plot = bar_svg(ratios, "chars/token, new ÷ original", reference=1.0) if ratios else ""
     return section("Tokenizer", facts + plot)
 
@@ -201,8 +210,10 @@ def _embed_section(run: RunView) -> str:
               fmt(m.get("fallback_rows")), fmt(m.get("init_seconds"))] for m in probe.get("methods", [])]
     probe_table = table(["method", "target bits/char", "English bits/char", "English regression", "fallback rows",
                          "init s"], rows)
-    note = (f"<p>chosen: <b>{escape(probe.get('chosen'))}</b> (English limit {escape(fmt(probe.get('english_limit')))}, "
-            f"{'met' if probe.get('limit_met') else 'NOT met by any method'}; held-out training documents)</p>")
+    note = (
+        f"<p>chosen: <b>{escape(probe.get('chosen'))}</b> (English limit {escape(fmt(probe.get('english_limit')))}, "
+        f"{'met' if probe.get('limit_met') else 'NOT met by any method'}; held-out training documents)</p>"
+    )
     return section("Embedding initialisation", facts + probe_table + note)
 
 
@@ -260,7 +271,11 @@ def _lep_section(run: RunView) -> str:
     methods = metrics.get("methods")
     if isinstance(methods, dict) and methods:
         columns = columns_of(v for v in methods.values() if isinstance(v, dict))
-        rows = [[name, *(fmt(values.get(c)) for c in columns)] for name, values in methods.items() if isinstance(values, dict)]
+        rows = [
+            [name, *(fmt(values.get(c)) for c in columns)]
+            for name, values in methods.items()
+            if isinstance(values, dict)
+        ]
         parts.append("<h3>methods compared</h3>" + table(["method", *columns], rows))
     skip = {"maps", "methods", "summary", "warnings"}
     flat = {k: v for k, v in flatten({k: v for k, v in metrics.items() if k not in skip}).items() if is_number(v)}
@@ -280,7 +295,10 @@ def _comparison_section(runs: list[RunView]) -> str:
 
 
 def _provenance_section(run: RunView) -> str:
-    rows = [[name, m.get("config_hash", ""), m.get("fingerprint", ""), m.get("started_at", "")] for name, m in run.manifests.items()]
+    rows = [
+        [name, m.get("config_hash", ""), m.get("fingerprint", ""), m.get("started_at", "")]
+        for name, m in run.manifests.items()
+    ]
     versions = next(iter(run.manifests.values()), {}).get("versions", {})
     version_text = ", ".join(f"{k} {v}" for k, v in versions.items())
     return section("Provenance", table(["stage", "config hash", "fingerprint", "started"], rows)

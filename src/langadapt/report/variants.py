@@ -184,7 +184,10 @@ def html_table(comparison: Comparison, current: str | None = None) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td><b>{_e(c)}</b></td>" if row[0] == current else f"<td>{_e(c)}</td>" for c in row)
         + "</tr>" for row in cells)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><p><small>{_e(footnote(comparison))}</small></p>"
+    return (
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<p><small>{_e(footnote(comparison))}</small></p>"
+    )
 
 
 def variants_section(run_dir: str | Path) -> str:

@@ -139,7 +139,9 @@ def check_key(key: str, schema: type[BaseModel], where: str) -> None:
             raise ConfigError(f"{where}: unknown key '{key}' — {hint}")
 
 
-def grid_variants(grid: dict[str, list[JsonValue] | dict[str, JsonValue]]) -> list[tuple[str, Overrides, dict[str, str]]]:
+def grid_variants(
+    grid: dict[str, list[JsonValue] | dict[str, JsonValue]],
+) -> list[tuple[str, Overrides, dict[str, str]]]:
     """The product of the grid's values in key order, each named from its values (unique, deterministic),
     with the label of each value (a mapping's own label, else the value as the table shows it)."""
     if not grid:
@@ -188,7 +190,9 @@ def with_overrides(data: dict[str, Any], overrides: Overrides, source: str = "co
                 child = node[part] = {}
             if not isinstance(child, dict):
                 where = ".".join(parents[: depth + 1])
-                raise ConfigError(f"{source}: sweep key '{key}': '{where}' is not a mapping — sweep '{where}' as a whole")
+                raise ConfigError(
+                    f"{source}: sweep key '{key}': '{where}' is not a mapping — sweep '{where}' as a whole"
+                )
             node = child
         node[leaf] = copy.deepcopy(value)
     return out

@@ -197,7 +197,9 @@ def _check_finite(file: Path, key: str, report: CheckReport) -> None:
         tensor = handle.get_tensor(key)
     bad_rows = int((~torch.isfinite(tensor.float())).any(dim=-1).sum())
     if bad_rows:
-        report.error(f"{bad_rows} rows of {key} hold NaN or inf — one such row turns every output NaN; re-initialise them")
+        report.error(
+            f"{bad_rows} rows of {key} hold NaN or inf — one such row turns every output NaN; re-initialise them"
+        )
 
 
 def _load_tokenizer(folder: Path, trust_remote_code: bool, report: CheckReport) -> Any:
@@ -239,8 +241,11 @@ def _check_tokenizer(tokenizer: Any, vocab_size: int, eos_ids: set[int], report:
         report.error(f"the tokenizer has {length} tokens (highest id {highest}) but the model only {vocab_size} "
                      "embedding rows — the model and tokenizer come from different vocabularies; resize the model")
     # transformers adds a special token the vocabulary lacks at load time, so the length check above covers it.
-    specials = {name: tokenizer.convert_tokens_to_ids(token) for name in ("bos_token", "eos_token", "pad_token", "unk_token")
-                if (token := getattr(tokenizer, name, None)) is not None}
+    specials = {
+        name: tokenizer.convert_tokens_to_ids(token)
+        for name in ("bos_token", "eos_token", "pad_token", "unk_token")
+        if (token := getattr(tokenizer, name, None)) is not None
+    }
     report.facts["special_token_ids"] = specials
     eos = specials.get("eos_token")
     if eos is not None and eos_ids and eos not in eos_ids:
@@ -265,7 +270,9 @@ def _check_chat_template(
     rendered = tokenizer.apply_chat_template(_probe_messages(), tokenize=False)
     outside = [i for i in tokenizer(rendered, add_special_tokens=False)["input_ids"] if i >= vocab_size]
     if outside:
-        report.error(f"the chat template renders token ids {sorted(set(outside))[:5]} beyond the vocabulary — resize the model")
+        report.error(
+            f"the chat template renders token ids {sorted(set(outside))[:5]} beyond the vocabulary — resize the model"
+        )
     if end not in eos_ids:
         report.error(f"the chat template ends assistant turns with {report.facts['chat_end_token']!r} (id {end}), "
                      f"which is not among generation_config's eos ids {sorted(eos_ids)} — generation would run past "
@@ -284,7 +291,9 @@ def chat_end_token(tokenizer: Any) -> int | str:
         return f"the chat template cannot render a user/assistant exchange ({str(exc)[:120]}) — fix the template"
     after = rendered[rendered.rfind(PROBE_ANSWER) + len(PROBE_ANSWER) :]
     if not after.strip():
-        return "the chat template puts nothing after an assistant answer — a model cannot learn to stop; add an end token"
+        return (
+            "the chat template puts nothing after an assistant answer — a model cannot learn to stop; add an end token"
+        )
     ids = tokenizer(after.lstrip(" "), add_special_tokens=False)["input_ids"]
     special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
     if not ids or ids[0] not in special:

@@ -52,7 +52,9 @@ def cpt(
     out: Annotated[Path, typer.Option("--out", help="Output folder; must not exist yet.")],
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="YAML/JSON whose `cpt:` section (and `seed`, `models.trust_remote_code`) to use."),
+        typer.Option(
+            "--config", help="YAML/JSON whose `cpt:` section (and `seed`, `models.trust_remote_code`) to use."
+        ),
     ] = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a cpt key, e.g. --set max_steps=100 (repeatable).")
@@ -83,7 +85,9 @@ def sft(
     config: ConfigOption = None,
     overrides: SetOption = None,
     data: DataOption = None,
-    corpus: Annotated[Path | None, typer.Option("--corpus", help="Texts for the copy task (jsonl/txt/parquet).")] = None,
+    corpus: Annotated[
+        Path | None, typer.Option("--corpus", help="Texts for the copy task (jsonl/txt/parquet).")
+    ] = None,
     language: Annotated[str | None, typer.Option("--language", help="Target language (default: the config's).")] = None,
 ) -> None:
     """Instruction tuning / calibration of a model (LoRA or full), ending in a merged, checked model folder."""
@@ -166,7 +170,9 @@ def section_from(
     base_dir = Path.cwd()
     if config is not None:
         if not config.is_file():
-            raise LangadaptError(f"--config '{config}' is not a file — pass a run config or a YAML with a {section}: section")
+            raise LangadaptError(
+                f"--config '{config}' is not a file — pass a run config or a YAML with a {section}: section"
+            )
         loaded = read_yaml(config)
         if not isinstance(loaded, dict):
             raise LangadaptError(f"--config '{config}' must be a mapping with a {section}: section")

@@ -146,7 +146,9 @@ def add_lora(
         count = model.config.get_text_config().num_hidden_layers
         bad = [layer for layer in layers if not -count <= layer < count]
         if bad:
-            raise LangadaptError(f"lora.layers {bad} do not exist: the model has layers 0..{count - 1} (or -1..-{count})")
+            raise LangadaptError(
+                f"lora.layers {bad} do not exist: the model has layers 0..{count - 1} (or -1..-{count})"
+            )
         layers = sorted({layer % count for layer in layers})
     modules_to_save = None
     if train_embeddings:
@@ -281,7 +283,9 @@ class TrainerExtras:
         if missing:
             raise LangadaptError(f"the checkpoint lacks trained weights {missing[:3]} — delete the run's .work folder")
 
-    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not bool(torch.isfinite(loss).all()):
             raise NonFiniteLoss(self.state.global_step + 1, float(loss))

@@ -219,7 +219,9 @@ def plan_steps(settings: CptConfig, data: PackedData, world_size: int) -> StepPl
     return StepPlan(global_batch, steps_per_epoch, total, global_batch * data.context_length)
 
 
-def training_arguments(settings: CptConfig, plan: StepPlan, checkpoints: Path, seed: int, world_size: int) -> TrainingArguments:
+def training_arguments(
+    settings: CptConfig, plan: StepPlan, checkpoints: Path, seed: int, world_size: int
+) -> TrainingArguments:
     from transformers import TrainingArguments
 
     try:

@@ -56,7 +56,10 @@ def build_dpo_dataset(
     for pair in pairs:
         chosen = [{"role": "assistant", "content": pair.chosen}]
         rejected = [{"role": "assistant", "content": pair.rejected}]
-        if max_prompt_length is not None and length(render(tokenizer, pair.prompt, add_generation_prompt=True)) > max_prompt_length:
+        if (
+            max_prompt_length is not None
+            and length(render(tokenizer, pair.prompt, add_generation_prompt=True)) > max_prompt_length
+        ):
             counts["dropped_prompt_too_long"] += 1
             continue
         if max(length(render(tokenizer, pair.prompt + side)) for side in (chosen, rejected)) > max_length:

@@ -61,7 +61,9 @@ def generate_answers(
                 model, tokenizer, [_first_user(prompts[i]) for i in members], max_new_tokens=max_new_tokens,
                 chat_template=True, system=system or None, batch_size=batch_size,
             )
-            rows += [{"index": i, "answer": g.text, "stopped": g.stopped} for i, g in zip(members, run.outputs, strict=True)]
+            rows += [
+                {"index": i, "answer": g.text, "stopped": g.stopped} for i, g in zip(members, run.outputs, strict=True)
+            ]
         for row in rows:
             done[row["index"]] = row
         if cache is not None:
@@ -107,7 +109,11 @@ class FilterReport:
     scores: Counter[int] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kept": self.kept, "dropped": dict(self.dropped), "judge_scores": {str(k): v for k, v in sorted(self.scores.items())}}
+        return {
+            "kept": self.kept,
+            "dropped": dict(self.dropped),
+            "judge_scores": {str(k): v for k, v in sorted(self.scores.items())},
+        }
 
 
 def filter_answers(

@@ -67,7 +67,9 @@ def gather_sft_data(
     if settings.copy_task is not None:
         task = settings.copy_task
         if corpus_texts is None:
-            raise LangadaptError("the copy task needs a corpus — run it in a pipeline with a data stage, or pass --corpus")
+            raise LangadaptError(
+                "the copy task needs a corpus — run it in a pipeline with a data stage, or pass --corpus"
+            )
         copies, copy_stats = copy_task_conversations(
             corpus_texts(), count=task.count, sentence_share=task.sentence_share, language=language,
             seed=seed, min_chars=task.min_chars, max_sentence_chars=task.max_sentence_chars,
@@ -78,7 +80,8 @@ def gather_sft_data(
         stats["copy_task"] = {**copy_stats, "examples": len(copies)}
     if settings.self_calibration is not None:
         answers, calibration_stats = self_calibration_data(
-            settings.self_calibration, language=language, original_model=original_model, trust_remote_code=trust_remote_code,
+            settings.self_calibration, language=language, original_model=original_model,
+            trust_remote_code=trust_remote_code,
             out=data_dir / "self_calibration.jsonl", cache=cache_dir / "self_calibration.answers.jsonl",
         )
         conversations += answers

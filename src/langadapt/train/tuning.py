@@ -93,7 +93,8 @@ def load_for_tuning(job: TuningJob, settings: TuningConfig) -> PreparedModel:
     wrapped = prepare_model(model, settings, train_embeddings=train_embeddings)
     facts = {
         "mode": settings.mode, "train_embeddings": train_embeddings,
-        "new_tokens": len(new), "chat_tokens_added": added, "trainable_parameters": count_parameters(wrapped)["trainable"],
+        "new_tokens": len(new), "chat_tokens_added": added,
+        "trainable_parameters": count_parameters(wrapped)["trainable"],
     }
     log.info("%s: %s, %d new tokens, train embeddings: %s, %d trainable parameters", job.model, settings.mode,
              len(new), train_embeddings, facts["trainable_parameters"])
@@ -233,7 +234,9 @@ def finish(job: TuningJob, trainer: Any, prepared: PreparedModel, metrics: dict[
     curve = training_summary(trainer.state.log_history)
     model = trainer.model
     changed = rows_changed(prepared.snapshot, model)
-    report = export_in_memory(model, prepared.tokenizer, job.out, base=job.model, trust_remote_code=job.trust_remote_code)
+    report = export_in_memory(
+        model, prepared.tokenizer, job.out, base=job.model, trust_remote_code=job.trust_remote_code
+    )
     summary = {"steps": trainer.state.global_step, "examples": metrics.get("data", {}).get("examples", 0)}
     if "last_loss" in curve:
         summary["last loss"] = round(curve["last_loss"], 4)
@@ -297,7 +300,8 @@ def row_snapshot(model: torch.nn.Module, ids: list[int], limit: int = 1024) -> d
 
 
 def rows_changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, float]:
-    """Share of the snapshot rows that moved, and their mean relative change (rows that never move: a known LoRA-after-resize failure)."""
+    """Share of the snapshot rows that moved, and their mean relative change
+    (rows that never move: a known LoRA-after-resize failure)."""
     result: dict[str, float] = {}
     if before["ids"].numel() == 0:
         return result

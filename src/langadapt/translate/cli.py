@@ -28,14 +28,23 @@ def register(app: typer.Typer) -> None:
 
 def translate(
     out: Annotated[Path, typer.Option("--out", help="Output folder; must not exist yet.")],
-    files: Annotated[list[Path] | None, typer.Argument(help="Instruction files (default: the config's datasets).",
-                                                       show_default=False)] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Run config, or a YAML with a translate: section.")] = None,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key, e.g. --set backend.num_beams=4.")] = None,
-    source: Annotated[str | None, typer.Option("--from", help="Source language (default: the section's, else en).")] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Instruction files (default: the config's datasets).", show_default=False),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Run config, or a YAML with a translate: section.")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key, e.g. --set backend.num_beams=4.")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option("--from", help="Source language (default: the section's, else en).")
+    ] = None,
     target: Annotated[str | None, typer.Option("--to", help="Target language (default: the config's).")] = None,
-    cache: Annotated[Path | None, typer.Option(
-        "--cache", help="Segment cache (default: $LANGADAPT_HOME/cache/translate.sqlite).")] = None,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="Segment cache (default: $LANGADAPT_HOME/cache/translate.sqlite).")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Translate only the first N rows of each file.")] = None,
 ) -> None:
     """Translate instruction / preference files (alpaca, chat, Q/A, preference) with masking, caching and filters."""

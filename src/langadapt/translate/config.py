@@ -95,7 +95,9 @@ class FilterSettings(Section):
     )
     untranslated: bool = Field(default=True, description="drop fields that came back (mostly) unchanged")
     max_repeats: int = Field(
-        default=4, ge=2, description="drop a field where a word n-gram repeats this often in a row (and not in the source)"
+        default=4,
+        ge=2,
+        description="drop a field where a word n-gram repeats this often in a row (and not in the source)",
     )
 
 

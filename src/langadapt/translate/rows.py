@@ -72,7 +72,11 @@ def _fields(record: dict[str, Any], fmt: str, where: str, keep_system: bool) -> 
         return fields
     if fmt == "prompt":
         value = record["prompt"]
-        return [(("prompt",), value)] if isinstance(value, str) else _message_fields(value, ("prompt",), where, keep_system)
+        return (
+            [(("prompt",), value)]
+            if isinstance(value, str)
+            else _message_fields(value, ("prompt",), where, keep_system)
+        )
     raise RowProblem("missing_field")
 
 

@@ -46,7 +46,9 @@ def preflight_settings(settings: TranslateConfig, target: str, where: str = "tra
     from langadapt.translate.core import check_filter_language
 
     if not settings.datasets:
-        raise LangadaptError(f"{where}.datasets is empty — name at least one file, e.g. datasets: {{alpaca: data.jsonl}}")
+        raise LangadaptError(
+            f"{where}.datasets is empty — name at least one file, e.g. datasets: {{alpaca: data.jsonl}}"
+        )
     for name, spec in settings.datasets.items():
         first = next(read_records(spec.path), None)
         if first is None:
@@ -67,8 +69,8 @@ def _preflight(cfg: RunConfig) -> None:
     preflight_settings(cfg.translate, target_language(cfg))
 
 
-@stage("translate", config=TranslateConfig, before=("sft", "dpo"), produces=("instructions",), uses=("target_language",),
-       external_inputs=_inputs, preflight=_preflight)
+@stage("translate", config=TranslateConfig, before=("sft", "dpo"), produces=("instructions",),
+       uses=("target_language",), external_inputs=_inputs, preflight=_preflight)
 def translate_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.translate.core import run_translation
 

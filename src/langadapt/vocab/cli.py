@@ -35,19 +35,33 @@ def _documents(path: str, text_field: str, limit: int | None = None, what: str =
 @vocab_app.command("train")
 def train(
     base: Annotated[str, typer.Option("--base", help="Base model or tokenizer: builtin:NAME, a folder or a hub id.")],
-    corpus: Annotated[str, typer.Option("--corpus", help="Target-language text: jsonl[.gz], txt[.gz], parquet, a folder or glob.")],
-    vocab_size: Annotated[int, typer.Option("--vocab-size", help="Size of the target tokenizer trained on the corpus.")],
+    corpus: Annotated[
+        str, typer.Option("--corpus", help="Target-language text: jsonl[.gz], txt[.gz], parquet, a folder or glob.")
+    ],
+    vocab_size: Annotated[
+        int, typer.Option("--vocab-size", help="Size of the target tokenizer trained on the corpus.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output tokenizer folder (must not exist yet).")],
     method: Annotated[str, typer.Option("--method", help="bpe | unigram | extended | optimized.")] = "extended",
     text_field: Annotated[str, typer.Option("--text-field", help="JSON field / column holding the text.")] = "text",
     keep: Annotated[int | None, typer.Option("--keep", help="optimized: original tokens to keep.")] = None,
-    merges: Annotated[str, typer.Option("--merges", help="extended/optimized: continue | append | prepend.")] = "continue",
-    english: Annotated[str | None, typer.Option("--english", help="optimized: English text for the frequency sample.")] = None,
+    merges: Annotated[
+        str, typer.Option("--merges", help="extended/optimized: continue | append | prepend.")
+    ] = "continue",
+    english: Annotated[
+        str | None, typer.Option("--english", help="optimized: English text for the frequency sample.")
+    ] = None,
     english_field: Annotated[str, typer.Option("--english-field", help="Text field of --english.")] = "text",
-    english_documents: Annotated[int, typer.Option("--english-documents", help="Documents of the English sample.")] = 20000,
+    english_documents: Annotated[
+        int, typer.Option("--english-documents", help="Documents of the English sample.")
+    ] = 20000,
     min_frequency: Annotated[int, typer.Option("--min-frequency", help="Minimum count of a merge.")] = 2,
-    max_documents: Annotated[int | None, typer.Option("--max-documents", help="Train on at most this many documents.")] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow a base with custom code.")] = False,
+    max_documents: Annotated[
+        int | None, typer.Option("--max-documents", help="Train on at most this many documents.")
+    ] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow a base with custom code.")
+    ] = False,
 ) -> None:
     """Build a tokenizer folder (AutoTokenizer loads it) with token_map.json and manifest.json inside."""
     import logging
@@ -70,7 +84,9 @@ def train(
             merges=merges, min_frequency=min_frequency,
         )
         if read.invalid_utf8 or read.invalid_json:
-            log.warning("skipped %d non-UTF-8 and %d malformed lines of %s", read.invalid_utf8, read.invalid_json, corpus)
+            log.warning(
+                "skipped %d non-UTF-8 and %d malformed lines of %s", read.invalid_utf8, read.invalid_json, corpus
+            )
         save_vocabulary(vocabulary, base_tokenizer, tmp)
         write_json(tmp / MANIFEST, {
             "command": "vocab train", "base": base, "corpus": corpus, "text_field": text_field,
@@ -87,11 +103,21 @@ def train(
 
 @vocab_app.command("stats")
 def stats(
-    tokenizer: Annotated[list[str], typer.Option("--tokenizer", help="A tokenizer (folder, builtin:NAME, hub id), or NAME=REF; repeatable. The first is the reference.")],
-    text: Annotated[list[str], typer.Option("--text", help="A text source (jsonl[.gz], txt, parquet, ...); repeatable.")],
+    tokenizer: Annotated[
+        list[str],
+        typer.Option(
+            "--tokenizer",
+            help="A tokenizer (folder, builtin:NAME, hub id), or NAME=REF; repeatable. The first is the reference.",
+        ),
+    ],
+    text: Annotated[
+        list[str], typer.Option("--text", help="A text source (jsonl[.gz], txt, parquet, ...); repeatable.")
+    ],
     field: Annotated[str, typer.Option("--field", help="JSON field / column holding the text.")] = "text",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
-    max_documents: Annotated[int | None, typer.Option("--max-documents", help="Use at most this many documents per text.")] = None,
+    max_documents: Annotated[
+        int | None, typer.Option("--max-documents", help="Use at most this many documents per text.")
+    ] = None,
 ) -> None:
     """Characters/token, bytes/token, tokens/word, split-word share, unknown rate, vocabulary overlap."""
     from rich.console import Console
@@ -106,7 +132,9 @@ def stats(
         name, _, ref = item.partition("=") if "=" in item and not Path(item).exists() else (item, "", item)
         loaded = load_tokenizer(ref)
         if not getattr(loaded, "is_fast", False):
-            raise LangadaptError(f"tokenizer '{ref}' is not a fast (tokenizers-backed) tokenizer — save it with a tokenizer.json")
+            raise LangadaptError(
+                f"tokenizer '{ref}' is not a fast (tokenizers-backed) tokenizer — save it with a tokenizer.json"
+            )
         tokenizers[name] = loaded
     texts = {}
     for path in text:
@@ -117,7 +145,8 @@ def stats(
     result = compare_tokenizers(tokenizers, texts)
 
     table = Table(title=f"reference: {result['reference']}", title_justify="left")
-    for column in ("tokenizer", "text", "vocab", "chars/tok", "bytes/tok", "tok/word", "split words", "unknown", "shared"):
+    for column in ("tokenizer", "text", "vocab", "chars/tok", "bytes/tok", "tok/word", "split words", "unknown",
+                   "shared"):
         table.add_column(column, justify="left" if column in ("tokenizer", "text") else "right")
     for name, entry in result["tokenizers"].items():
         for text_name, row in entry["texts"].items():

@@ -106,9 +106,13 @@ def convex_init(inputs: InitInputs, options: ConvexOptions) -> InitResult:
             base = inputs.base_rows(name).double()
             combined = torch.einsum("nk,nkd->nd", weights, base[old_index])
             target = torch.tensor(informed)
-            rows[name][target] = (options.blend * combined + (1 - options.blend) * rows[name][target].double()).to(rows[name].dtype)
+            rows[name][target] = (options.blend * combined
+                                  + (1 - options.blend) * rows[name][target].double()).to(rows[name].dtype)
         support = (weights > 0).sum(-1).double()
-        weights_report = {"mean_support": round(float(support.mean()), 3), "max_weight_mean": round(float(weights.max(-1).values.mean()), 4)}
+        weights_report = {
+            "mean_support": round(float(support.mean()), 3),
+            "max_weight_mean": round(float(weights.max(-1).values.mean()), 4),
+        }
     fallback = len(fresh) - len(informed)
     if fallback:
         log.warning("convex: %d of %d new tokens occur fewer than %d times in the corpus (or not at all) — they "

@@ -53,7 +53,9 @@ class DistillOptions(Section):
     english_weight: float = Field(default=1.0, ge=0, description="weight of the English guard")
     max_documents: int = Field(default=20000, ge=1, description="documents sampled for snippets, per side")
     max_seconds: float | None = Field(default=None, gt=0, description="stop after this many seconds")
-    checkpointing: bool = Field(default=True, description="gradient checkpointing through the body (less memory, ~30 % more time)")
+    checkpointing: bool = Field(
+        default=True, description="gradient checkpointing through the body (less memory, ~30 % more time)"
+    )
     reset_unseen: bool = Field(
         default=True, description="give tokens never seen in a snippet their start rows back (else they keep what "
         "the softmax taught them: to stay unlikely where they did not occur)",
@@ -141,7 +143,8 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
             if options.hidden_weight:
                 after_new = (is_new[batch.student[:n_tgt]].cumsum(1) > 0) & batch.mask[:n_tgt]
                 if after_new.any():
-                    gap = (student[:n_tgt] - teacher[:n_tgt]).pow(2).sum(-1) / teacher[:n_tgt].pow(2).sum(-1).clamp_min(1e-6)
+                    gap = ((student[:n_tgt] - teacher[:n_tgt]).pow(2).sum(-1)
+                           / teacher[:n_tgt].pow(2).sum(-1).clamp_min(1e-6))
                     loss = loss + options.hidden_weight * gap[after_new].mean()
             if eng and options.english_weight:
                 with torch.no_grad():

@@ -2,8 +2,8 @@
 
 Segments never hold a newline, so generation stops at the first token that holds one (and at end of turn):
 a small model that goes on chatting after its translation is cut where the translation ends (the same
-stop as transformers' `stop_strings=["\n"]`, measured equally fast, without a tokenizer in `generate`). Prompts are sorted by
-length and left-padded in batches; decoding is greedy.
+stop as transformers' `stop_strings=["\n"]`, measured equally fast, without a tokenizer in `generate`).
+Prompts are sorted by length and left-padded in batches; decoding is greedy.
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ class CausalBackend(Backend):
         from langadapt.evaluate.generation import stop_token_ids
 
         tokenizer, model = self.tokenizer, self.model
-        encoded = [tokenizer(self.render(t, source, target), add_special_tokens=not self.settings.chat_template)["input_ids"]
-                   for t in texts]
+        encoded = [
+            tokenizer(self.render(t, source, target), add_special_tokens=not self.settings.chat_template)["input_ids"]
+            for t in texts
+        ]
         stops = stop_token_ids(model, tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stops, default=0)
         ends = sorted(stops | self.newline_tokens)
