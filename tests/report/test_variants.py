@@ -39,9 +39,10 @@ def fake_sweep(root: Path) -> Path:
             commit(store, "lep", name, 3.0, {})
             final = {"eu bpc": bpc, "en bpc": 1.6, "mc:translation loglik": 0.5, "copy:sentences len": 0.75,
                      "gen words/s": 3.0, "gen:brackets pattern_rate": 0.85}
-            if lep == "swap":
-                final["eu bpc ci"] = [bpc - 0.125, bpc + 0.125]
-            commit(store, "eval", name, 20.0, {"models": {"base": BASE, "instruct": CHILD, "lep": final}})
+            interval = {"low": bpc - 0.125, "high": bpc + 0.125} if lep == "swap" else {}
+            figures = {"lep": {"eu bpc": {"value": bpc, **interval}}}
+            commit(store, "eval", name, 20.0, {"models": {"base": BASE, "instruct": CHILD, "lep": final},
+                                               "figures": figures})
     write_json(root / "sweep.json", {"name": "eu", "keys": ["vocab.method", "lep.method"], "variants": variants})
     return root
 

@@ -33,6 +33,7 @@ from langadapt.report.markup import (
     flatten,
     fmt,
     is_number,
+    page,
     pct,
     seconds,
     section,
@@ -41,7 +42,7 @@ from langadapt.report.markup import (
 )
 from langadapt.report.plots import bar_svg, lines_svg
 from langadapt.report.variants import variants_section
-from langadapt.runstore import RunStore, now_iso
+from langadapt.runstore import RunStore
 from langadapt.status import stage_warnings
 
 IDENTITY_DEVIATION = 1e-6  # a fitted LEP map closer than this to the identity is a plain swap
@@ -98,7 +99,7 @@ def render_report(run: RunView, others: list[RunView] | None = None, title: str 
         _provenance_section(run),
     ]
     body = "\n".join(s for s in sections if s)
-    return _PAGE.format(title=escape(title), body=body, generated=escape(now_iso()))
+    return page(title, body, "the run's stage manifests")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -303,30 +304,3 @@ def _provenance_section(run: RunView) -> str:
     version_text = ", ".join(f"{k} {v}" for k, v in versions.items())
     return section("Provenance", table(["stage", "config hash", "fingerprint", "started"], rows)
                    + f"<p><small>{escape(version_text)}</small></p>")
-
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }}
-td:not(:last-child) {{ white-space: nowrap; }}
-th {{ background: #f4f4f4; }}
-section {{ margin-bottom: 2rem; overflow-x: auto; }}
-figure.plot svg {{ max-width: 100%; height: auto; }}
-small {{ color: #666; }}
-tr.regression td {{ background: #fde2e2; color: #a00; font-weight: 600; }}
-tr.better td {{ background: #e6f4ea; }}
-span.regression {{ color: #b00; font-weight: 600; }}
-span.better {{ color: #176c2f; }}
-section.warnings {{ border: 2px solid #c00; background: #fff2f2; padding: 0.2rem 1rem; }}
-section.warnings h2, p.warning {{ color: #a00; }}
-p.warning {{ font-weight: 600; border-left: 4px solid #c00; padding-left: 0.6rem; }}
-div.gen {{ white-space: pre-wrap; max-width: 24rem; font-size: 0.85rem; }}
-</style></head>
-<body><h1>{title}</h1>
-{body}
-<p><small>generated {generated} by langadapt from the run's stage manifests</small></p>
-</body></html>
-"""

@@ -94,3 +94,37 @@ def pct(value: Any) -> str:
 
 def seconds(value: Any) -> str:
     return f"{value:.1f} s" if is_number(value) else ""
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }}
+td:not(:last-child) {{ white-space: nowrap; }}
+th {{ background: #f4f4f4; }}
+section {{ margin-bottom: 2rem; overflow-x: auto; }}
+figure.plot svg {{ max-width: 100%; height: auto; }}
+small {{ color: #666; }}
+tr.regression td {{ background: #fde2e2; color: #a00; font-weight: 600; }}
+tr.better td {{ background: #e6f4ea; }}
+span.regression {{ color: #b00; font-weight: 600; }}
+span.better {{ color: #176c2f; }}
+section.warnings {{ border: 2px solid #c00; background: #fff2f2; padding: 0.2rem 1rem; }}
+section.warnings h2, p.warning {{ color: #a00; }}
+p.warning {{ font-weight: 600; border-left: 4px solid #c00; padding-left: 0.6rem; }}
+div.gen {{ white-space: pre-wrap; max-width: 24rem; font-size: 0.85rem; }}
+</style></head>
+<body><h1>{title}</h1>
+{body}
+<p><small>generated {generated} by langadapt from {source}</small></p>
+</body></html>
+"""
+
+
+def page(title: str, body: str, source: str) -> str:
+    """A self-contained HTML page (inline CSS, no outside request): the run report and the sweep page."""
+    from langadapt.runstore import now_iso
+
+    return _PAGE.format(title=escape(title), body=body, source=escape(source), generated=escape(now_iso()))

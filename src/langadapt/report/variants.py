@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from langadapt.pipeline import pipeline_order
-from langadapt.runstore import now_iso, read_json, read_manifest, write_text_atomic
+from langadapt.report.markup import page
+from langadapt.runstore import read_json, read_manifest, write_text_atomic
 
 SWEEP_FILE = "sweep.json"  # = langadapt.sweep.store.SWEEP_FILE (the report does not import the runner)
 VARIANTS_DIR = "variants"
@@ -84,14 +85,15 @@ def load_comparison(root: str | Path) -> Comparison:
         row.status = "complete" if "eval" in manifests else f"{len(manifests)} stage(s)" if manifests else "not run"
         summary = manifests.get("vocab", {}).get("metrics", {}).get("summary", {})
         row.ratios = {k: v for k, v in summary.items() if k.endswith("×chars/tok")}
-        models = manifests.get("eval", {}).get("metrics", {}).get("models", {})
+        evaluated = manifests.get("eval", {}).get("metrics", {})
+        models, figures = evaluated.get("models", {}), evaluated.get("figures", {})
         if models:
             row.model = list(models)[-1]
-            _fill_scores(row, models[row.model])
+            _fill_scores(row, models[row.model], figures.get(row.model, {}))
             for name in ("base", "instruct"):
                 if name not in references and name in models:
                     references[name] = _fill_scores(Row(f"{REFERENCE_LABELS[name]} (models.{name})", {}, name,
-                                                        "reference"), models[name])
+                                                        "reference"), models[name], figures.get(name, {}))
         row.own_seconds = sum(walls[f] for f in stages.values() if uses[f] == 1)
         row.shared = [stage for stage, f in stages.items() if uses[f] > 1]
         rows.append(row)
@@ -99,25 +101,16 @@ def load_comparison(root: str | Path) -> Comparison:
                       sum(walls[f] for stages in folders.values() for f in stages.values()))
 
 
-def _fill_scores(row: Row, headline: dict[str, Any]) -> Row:
+def _fill_scores(row: Row, headline: dict[str, Any], figures: dict[str, dict[str, Any]]) -> Row:
+    """Headline numbers; bits/char with the 95 % interval the eval manifest's `figures` give (if any)."""
     for key, value in headline.items():
         if key.endswith(" bpc") and _number(value):
-            row.bpc[key] = (value, _interval(headline, key))
+            figure = figures.get(key, {})
+            interval = (float(figure["low"]), float(figure["high"])) if "low" in figure and "high" in figure else None
+            row.bpc[key] = (value, interval)
         elif key.startswith(SCORE_PREFIXES) and _number(value):
             row.scores[key] = value
     return row
-
-
-def _interval(headline: dict[str, Any], key: str) -> tuple[float, float] | None:
-    """An interval the eval report gives beside `key`: `"<key> ci": [low, high]` (any `"<key> ..."` holding two
-    numbers), or `"<key> low"` / `"<key> high"` (also `lo` / `hi`)."""
-    for name, value in headline.items():
-        if name.startswith(key + " ") and isinstance(value, list) and len(value) == 2 and all(map(_number, value)):
-            return float(value[0]), float(value[1])
-    for low, high in (("low", "high"), ("lo", "hi")):
-        if _number(headline.get(f"{key} {low}")) and _number(headline.get(f"{key} {high}")):
-            return float(headline[f"{key} {low}"]), float(headline[f"{key} {high}"])
-    return None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -211,8 +204,8 @@ def sweep_page(root: str | Path) -> str:
         if report.is_file():
             links.append(f'<li><a href="{_e(os.path.relpath(report, root))}">{_e(row.name)}</a></li>')
     listing = f"<h2>Variant reports</h2><ul>{''.join(links)}</ul>" if links else ""
-    return _PAGE.format(title=_e(f"langadapt sweep — {comparison.name}"), table=html_table(comparison),
-                        links=listing, generated=_e(now_iso()))
+    return page(f"langadapt sweep — {comparison.name}", html_table(comparison) + listing,
+                "the variants' stage manifests")
 
 
 def write_tables(root: str | Path) -> list[Path]:
@@ -248,20 +241,3 @@ def _seconds(value: float) -> str:
 
 def _e(text: str) -> str:
     return html.escape(text, quote=True)
-
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 80rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }}
-th {{ background: #f4f4f4; }}
-small {{ color: #666; }}
-</style></head>
-<body><h1>{title}</h1>
-{table}
-{links}
-<p><small>generated {generated} by langadapt from the variants' stage manifests</small></p>
-</body></html>
-"""
