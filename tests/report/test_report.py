@@ -46,10 +46,12 @@ def stage_manifests(eval_metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def fake_run(root: Path, name: str, manifests: dict[str, dict[str, Any]]) -> Path:
+def fake_run(root: Path, name: str, manifests: dict[str, dict[str, Any]],
+             models: dict[str, str] | None = None) -> Path:
     store = RunStore(root)
     with store.locked():
-        store.save_run_config({"name": name, "target_language": "eu", "models": {"base": "builtin:x"}}, list(manifests))
+        store.save_run_config({"name": name, "target_language": "eu", "models": models or {"base": "builtin:x"}},
+                              list(manifests))
         for stage, metrics in manifests.items():
             store.commit(stage, store.begin(stage), {"stage": stage, "metrics": metrics, "wall_seconds": 1.5,
                                                      "config_hash": "h", "versions": {"torch": "2"}})
@@ -131,6 +133,14 @@ def test_a_fitted_map_at_the_identity_is_warned_about_without_same_model(tmp_pat
     assert "<li>lep: the fitted map is the identity (lm_head: distance from identity" in section_of(page, "Warnings")
     manifests["lep"]["method"] = "swap"  # swap's map is the identity by definition
     assert "<h2>Warnings</h2>" not in render_report(load_run(fake_run(tmp_path / "b", "x", manifests)))
+
+
+def test_a_constructed_instruct_sibling_is_labelled_as_constructed(tmp_path: Path) -> None:
+    models = {"base": "builtin:smollm2-135m-instruct", "instruct": "builtin:smollm2-135m-child-brackets"}
+    run = section_of(render_report(load_run(fake_run(tmp_path / "a", "x", {"data": {}}, models))), "Run")
+    assert ("builtin:smollm2-135m-child-brackets — CONSTRUCTED from builtin:smollm2-135m-instruct: answers inside "
+            "&lt;&lt; … &gt;&gt;") in run
+    assert "<td>builtin:smollm2-135m-instruct</td>" in run  # a shipped builtin is not labelled
 
 
 def test_an_eval_manifest_without_figures_still_shows_values_and_changes(tmp_path: Path) -> None:

@@ -114,11 +114,19 @@ def _overview(run: RunView) -> str:
         ("run", run.name),
         ("folder", str(run.root)),
         ("target language", config.get("target_language", "?")),
-        ("base model", models.get("base", "?")),
-        ("instruct model", models.get("instruct") or "—"),
+        ("base model", _model_label(models.get("base", "?"))),
+        ("instruct model", _model_label(models.get("instruct") or "—")),
         ("stages complete", " → ".join(run.manifests)),
     ]
     return section("Run", table(["", ""], [[k, v] for k, v in rows], show_header=False))
+
+
+def _model_label(ref: str) -> str:
+    """A constructed builtin says so: it is a fine-tune langadapt built, not a released model."""
+    from langadapt.models import CONSTRUCTED_MODELS
+
+    spec = CONSTRUCTED_MODELS.get(ref.removeprefix("builtin:")) if ref.startswith("builtin:") else None
+    return f"{ref} — CONSTRUCTED from {spec.parent}: {spec.behaviour} ({spec.recipe})" if spec else ref
 
 
 def _warnings_section(run: RunView) -> str:
