@@ -32,7 +32,7 @@ demo: venv
 
 # The constructed instruct child LEP propagates into (examples/child-brackets.yaml): built once, then cached.
 child: venv
-	@dir="$$($(BIN)/python -c 'from langadapt.models import langadapt_home; print(langadapt_home() / "models" / "smollm2-135m-child-brackets")')"; \
+	@dir="$$($(BIN)/python -c 'from langadapt.models import builtin_folder; print(builtin_folder("smollm2-135m-child-brackets").parent)')"; \
 	if [ -f "$$dir/model/config.json" ]; then echo "child already built: $$dir/model"; \
 	else $(BIN)/langadapt sft --config examples/child-brackets.yaml --model builtin:smollm2-135m-instruct --out "$$dir"; fi
 

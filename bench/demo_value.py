@@ -22,8 +22,8 @@ import common
 from langadapt.config import load_config
 from langadapt.evaluate.config import EvalConfig
 from langadapt.evaluate.runner import evaluate_model
-from langadapt.evaluate.stages import eval_metrics
-from langadapt.evaluate.tasks import ModelSpec, active_tasks
+from langadapt.evaluate.stages import eval_metrics, prepared_tasks
+from langadapt.evaluate.tasks import ModelSpec
 from langadapt.runstore import read_json
 
 
@@ -86,7 +86,7 @@ def main() -> int:
     run = Path(cfg.output_dir)
     section = cfg.section("eval")
     assert isinstance(section, EvalConfig)
-    tasks = [(task, setting, task.read_inputs(setting, cfg, run / "data")) for task, setting in active_tasks(section)]
+    tasks = prepared_tasks(cfg, run / "data")
     if args.reuse:
         reports = [read_json(run / "eval" / f"{label}.json") for label in ("base", args.final)]
     else:

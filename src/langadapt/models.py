@@ -210,8 +210,8 @@ def materialise_builtin(name: str) -> Path:
     if name not in BUILTIN_MODELS:
         raise LangadaptError(_nothing_found(f"builtin:{name}"))
     spec = BUILTIN_MODELS[name]
-    models_dir = langadapt_home() / "models"
-    target = models_dir / name
+    target = builtin_folder(name)
+    models_dir = target.parent
     if (target / "config.json").exists():
         return target
     gguf_dir = _installed_package_dir(spec)
@@ -235,10 +235,17 @@ def materialise_builtin(name: str) -> Path:
     return target
 
 
+def builtin_folder(name: str) -> Path:
+    """Where builtin `name` lives once made: `models/<name>` (materialised), `models/<name>/model` (constructed:
+    `langadapt sft --out models/<name>` writes its model there, with its metrics beside it)."""
+    folder = langadapt_home() / "models" / name
+    return folder / "model" if name in CONSTRUCTED_MODELS else folder
+
+
 def constructed_folder(name: str) -> Path:
     """The cached model folder of a constructed builtin, or one line saying how to build it."""
     spec = CONSTRUCTED_MODELS[name]
-    folder = langadapt_home() / "models" / name / "model"
+    folder = builtin_folder(name)
     if not (folder / "config.json").exists():
         raise LangadaptError(
             f"builtin:{name} is constructed from {spec.parent}, not shipped — build it once with `{spec.build}` "

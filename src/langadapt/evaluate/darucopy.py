@@ -182,16 +182,16 @@ class CopyTask(EvalTask[dict[str, CopyTaskConfig], dict[str, list[str]]]):
         return [str(task.path) for task in setting.values() if task.path is not None]
 
     def preflight(self, setting: dict[str, CopyTaskConfig], cfg: RunConfig) -> None:
-        from langadapt.evaluate.config import RUN_MODELS, EvalConfig
-        from langadapt.evaluate.stages import model_label
+        from langadapt.evaluate.config import EvalConfig
+        from langadapt.evaluate.stages import entry_label
 
+        section = cfg.section("eval")
+        listed = section.models if isinstance(section, EvalConfig) else None
+        evaluated = None if listed is None else {entry_label(m) for m in listed}  # None: every model
         for name, task in setting.items():
             problem = task.source is not None and unknown_eval_source(cfg, task.source, f"eval.copy.{name}.source")
             if problem:
                 raise LangadaptError(problem)
-            section = cfg.section("eval")
-            listed = section.models if isinstance(section, EvalConfig) else None
-            evaluated = None if listed is None else {m if m in RUN_MODELS else model_label(m) for m in listed}
             missing = [m for m in task.models or [] if evaluated is not None and m not in evaluated]
             if missing:
                 raise LangadaptError(

@@ -36,6 +36,12 @@ def model_label(ref: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
+def entry_label(entry: str) -> str:
+    """The label an `eval.models` entry is reported under: base/instruct and stage names as they are, a
+    model reference by its folder name."""
+    return entry if entry in RUN_MODELS or entry in _model_stages() else model_label(entry)
+
+
 def _model_stages() -> dict[str, bool]:
     """Registered stages that write a model, and whether it is a chat model."""
     return {name: item.chat for name, item in registered_stages().items() if "model" in item.produces}
@@ -57,13 +63,14 @@ def model_specs(cfg: RunConfig, ctx: StageContext) -> tuple[list[ModelSpec], lis
                       ["instruct", *(name for name, chat in stage_chat.items() if chat)])
     specs, skipped, seen = [], [], set()
     for entry in wanted:
+        label = entry_label(entry)
         if entry in RUN_MODELS:
             ref = getattr(cfg.models, entry)
-            label, tokenizer = entry, ctx.tokenizer_for(ref) if ref is not None else None
+            tokenizer = ctx.tokenizer_for(ref) if ref is not None else None
         elif entry in stage_chat:
-            ref, label, tokenizer = produced.get(entry, (None, False))[0], entry, None
+            ref, tokenizer = produced.get(entry, (None, False))[0], None
         else:
-            ref, label, tokenizer = entry, model_label(entry), None
+            ref, tokenizer = entry, None
         if ref is None:
             skipped.append(entry)
             continue
@@ -109,6 +116,11 @@ def _check_eval_languages(cfg: RunConfig) -> None:
             check_language(texts, source.language, f"eval source '{name}'", f"data.eval_sources.{name}")
 
 
+def prepared_tasks(cfg: RunConfig, data_dir: Path) -> list[PreparedTask]:
+    """Every configured task with its inputs, read once before any model is loaded."""
+    return [(task, setting, task.read_inputs(setting, cfg, data_dir)) for task, setting in active_tasks(_section(cfg))]
+
+
 @stage("eval", config=eval_config_schema, needs=("data",), consumes=("model",),
        uses=("models", "target_language", "data.eval_sources"), external_inputs=_task_files, preflight=_preflight)
 def eval_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
@@ -118,9 +130,7 @@ def eval_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
         ctx.log.info("not in this run, skipped: %s", ", ".join(skipped))
     if not specs:
         raise LangadaptError("eval.models names no model of this run — add base or a stage that ran")
-    # Every task reads its inputs once, before any model is loaded.
-    tasks = [(task, setting, task.read_inputs(setting, cfg, ctx.inputs["data"]))
-             for task, setting in active_tasks(section)]
+    tasks = prepared_tasks(cfg, ctx.inputs["data"])
     reports = []
     for spec in specs:
         ctx.log.info("evaluating %s (%s)", spec.label, spec.ref)

@@ -56,14 +56,13 @@ def training_counter(ref: str, run_dir: Path | None = None) -> TokenCounter:
     """A counter for the tokenizer the model trains with: the vocab stage's output in `run_dir` when it ran,
     else `ref`'s tokenizer.json if it is on this machine (a local folder, a materialised builtin, the Hugging
     Face cache — never a download); a counter without a tokenizer otherwise."""
-    from langadapt.models import CONSTRUCTED_MODELS, langadapt_home
+    from langadapt.models import builtin_folder
 
     if run_dir is not None and (run_dir / "vocab" / "tokenizer" / "tokenizer.json").is_file():
         return TokenCounter(run_dir / "vocab" / "tokenizer" / "tokenizer.json", "the vocab stage's tokenizer")
     found: Path | None = None
     if ref.startswith("builtin:"):
-        name = ref.removeprefix("builtin:")
-        found = langadapt_home() / "models" / name / ("model" if name in CONSTRUCTED_MODELS else "") / "tokenizer.json"
+        found = builtin_folder(ref.removeprefix("builtin:")) / "tokenizer.json"
     elif (Path(ref) / "tokenizer.json").is_file():
         found = Path(ref) / "tokenizer.json"
     elif "/" in ref and not Path(ref).is_absolute():
