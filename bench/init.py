@@ -59,7 +59,7 @@ def eval_sets(lang: str, args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 def copy_sentences(lang: str, count: int) -> list[str]:
-    from langadapt.data.instruct import split_sentences
+    from langadapt.train.copy_task import split_sentences
 
     out: list[str] = []
     for document in read_field(files(lang)["dev"], lang)[200:]:  # not the first dev docs the bits/char use

@@ -110,6 +110,24 @@ def test_corpus_methods_keep_old_rows_and_give_finite_new_ones(method: str, tiny
     assert metrics["tied"] == (OUTPUT not in old) and 0 <= metrics["fallback_rows"] < len(new)
 
 
+def test_mean_jitter_adds_scaled_fitted_normal_noise_to_new_rows_only(tiny_llama: Path, tmp_path: Path) -> None:
+    tok_dir = extended(tiny_llama, tmp_path / "tok")
+    plain, old, token_map, _ = resized(tiny_llama, tok_dir, "mean")
+    config = EmbedConfig(method="mean", options={"mean": {"jitter": 0.5}})
+    jittered, _, _, metrics = resized(tiny_llama, tok_dir, config)
+    new = token_map.new_ids()
+    for name, matrix in embedding_matrices(jittered).items():
+        reference = embedding_matrices(plain)[name]
+        assert all(torch.equal(matrix[k], old[name][o]) for k, o in token_map.kept_ids())  # bit-identical
+        noise = (matrix[new] - reference[new]).double()
+        assert (noise.norm(dim=1) > 0).all()
+        base = old[name][: token_map.base_vocab_size].double()
+        # per-dimension variance of the noise ≈ 0.25 × the old rows' (a fitted-normal sample scaled by 0.5)
+        ratio = noise.var(0).sum() / (0.25 * base.var(0).sum())
+        assert 0.7 < float(ratio) < 1.3
+    assert metrics["init"]["jitter"] == 0.5
+
+
 def test_convex_rows_are_convex_combinations_of_shared_rows(tiny_llama: Path, tmp_path: Path, monkeypatch) -> None:
     from langadapt.embeddings.methods import convex
 
@@ -138,6 +156,27 @@ def test_convex_rows_are_convex_combinations_of_shared_rows(tiny_llama: Path, tm
     expected = torch.einsum("nk,nkd->nd", weights, old[OUTPUT].double()[old_ids]).float()
     assert torch.allclose(head[informed], expected, atol=1e-6)
     assert metrics["fallback_rows"] == len(token_map.new_ids()) - len(informed)
+
+
+def test_distill_vocabulary_equals_the_full_new_matrix_without_building_it() -> None:
+    """Optimized-style map (kept tokens reordered, new ids interleaved): lookups and logits (columns order)
+    equal those of the assembled (vocab × hidden) matrix, and gradients reach the new rows only."""
+    from langadapt.embeddings.methods.distill import Vocabulary
+
+    old = torch.randn(7, 4, dtype=torch.float64)
+    token_map = TokenMap("optimized", 7, "h", old_ids=[3, -1, 0, 5, -1, -1, 1], decompositions={1: [2], 4: [3], 5: [4]})
+    new_ids = torch.tensor(token_map.new_ids())
+    rows = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    full = torch.stack([old[o] if o >= 0 else rows[token_map.new_ids().index(i)]
+                        for i, o in enumerate(token_map.old_ids)])
+    vocab = Vocabulary(old, token_map, new_ids)
+    ids = torch.tensor([[0, 1, 2, 4], [5, 6, 3, 1]])
+    assert torch.equal(vocab.embed(ids, rows), torch.nn.functional.embedding(ids, full))
+    hidden = torch.randn(2, 4, 4, dtype=torch.float64)
+    logits = vocab.logits(hidden, rows)
+    assert torch.allclose(logits[..., vocab.column_of], hidden @ full.T)
+    logits.sum().backward()
+    assert rows.grad is not None and not old.requires_grad
 
 
 def test_distill_recovers_a_planted_row(tiny_llama_tied: Path, tmp_path: Path) -> None:
