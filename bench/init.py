@@ -91,7 +91,7 @@ def score(model, tokenizer, sets: dict[str, list[str]], copies: list[str]) -> di
     import difflib
     from statistics import fmean
 
-    from langadapt.evaluate.copy import copy_task
+    from langadapt.evaluate.darucopy import copy_task
 
     out: dict[str, object] = {name: bpc_with_interval(model, tokenizer, texts) for name, texts in sets.items()}
     if copies:

@@ -51,9 +51,11 @@ def test_generation_matches_a_plain_generate_call(instruct, tiny_instruct_pair, 
     reply_tokens = len(tokenizer(INSTRUCT_REPLY, add_special_tokens=False)["input_ids"])
     assert all(g.text == INSTRUCT_REPLY and g.tokens == reply_tokens and g.stopped for g in run.outputs)
     # Two batches (3 + 2 prompts), each as wide as its longest answer (+ the EOS step): one stream's speed.
-    assert run.steps == 2 * (reply_tokens + 1)
+    assert run.steps == 2 * (reply_tokens + 1) and run.batches == 2
+    assert 0 < run.prefill_seconds < run.seconds  # each batch's time to its first token, kept apart
     words_per_token = len(INSTRUCT_REPLY.split()) / reply_tokens
-    assert run.words_per_second == pytest.approx(run.steps / run.seconds * words_per_token)
+    decode_speed = (run.steps - 2) / (run.seconds - run.prefill_seconds)
+    assert run.words_per_second == pytest.approx(decode_speed * words_per_token)
 
 
 def test_stream_speed_does_not_depend_on_how_early_stops_line_up_in_a_batch() -> None:
@@ -62,6 +64,10 @@ def test_stream_speed_does_not_depend_on_how_early_stops_line_up_in_a_batch() ->
     many = GenerationRun([Generation("p", "a b", 1, True)] * 5, seconds=2.0, steps=100)
     assert one.tokens_per_second == many.tokens_per_second == 50.0
     assert one.words_per_second == many.words_per_second == 100.0
+    # Reading the prompt is not generating: 1 s to the first token of each of 2 batches, then 100 steps in 2 s.
+    read = GenerationRun([Generation("p", "a b c d e f g h i j", 5, True)], seconds=4.0, steps=102,
+                         prefill_seconds=2.0, batches=2)
+    assert read.tokens_per_second == 50.0 and read.words_per_second == 100.0
 
 
 def test_copy_task_scores_the_models_outputs(instruct) -> None:

@@ -90,7 +90,8 @@ def generate_task(
         "language": language,
         "target_language_rate": round(sum(code == language for code in languages) / len(items), 6),
         "words_per_second": round(run.words_per_second, 3),
-        "tokens_per_second": round(run.tokens_per_second, 3),
+        "tokens_per_second": round(run.tokens_per_second, 3),  # decode steps/s after the first token
+        "prefill_seconds": round(run.prefill_seconds, 3),
         "mean_answer_words": round(fmean(len(a.split()) for a in answers), 3),
     }
     matches = [re.fullmatch(pattern, a.strip(), flags=re.DOTALL) is not None for a in answers] if pattern else []
