@@ -158,27 +158,6 @@ def test_convex_rows_are_convex_combinations_of_shared_rows(tiny_llama: Path, tm
     assert metrics["fallback_rows"] == len(token_map.new_ids()) - len(informed)
 
 
-def test_distill_vocabulary_equals_the_full_new_matrix_without_building_it() -> None:
-    """Optimized-style map (kept tokens reordered, new ids interleaved): lookups and logits (columns order)
-    equal those of the assembled (vocab × hidden) matrix, and gradients reach the new rows only."""
-    from langadapt.embeddings.methods.distill import Vocabulary
-
-    old = torch.randn(7, 4, dtype=torch.float64)
-    token_map = TokenMap("optimized", 7, "h", old_ids=[3, -1, 0, 5, -1, -1, 1], decompositions={1: [2], 4: [3], 5: [4]})
-    new_ids = torch.tensor(token_map.new_ids())
-    rows = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    full = torch.stack([old[o] if o >= 0 else rows[token_map.new_ids().index(i)]
-                        for i, o in enumerate(token_map.old_ids)])
-    vocab = Vocabulary(old, token_map, new_ids)
-    ids = torch.tensor([[0, 1, 2, 4], [5, 6, 3, 1]])
-    assert torch.equal(vocab.embed(ids, rows), torch.nn.functional.embedding(ids, full))
-    hidden = torch.randn(2, 4, 4, dtype=torch.float64)
-    logits = vocab.logits(hidden, rows)
-    assert torch.allclose(logits[..., vocab.column_of], hidden @ full.T)
-    logits.sum().backward()
-    assert rows.grad is not None and not old.requires_grad
-
-
 def test_distill_recovers_a_planted_row(tiny_llama_tied: Path, tmp_path: Path) -> None:
     """A new token spelled by ONE old token: its old row reproduces the teacher exactly, and reading alone
     (hidden-state loss) pulls a random start most of the way to it."""

@@ -62,29 +62,10 @@ class DistillOptions(Section):
     )
 
 
-class Vocabulary:
-    """The new vocabulary as kept rows (frozen, gathered once) + the trainable new rows, never as one
-    (vocab × hidden) matrix per step: building one, with its gradient, cost ~4 such matrices of memory.
-    Logits come in `columns` order (kept ids, then new ids), so that only the new rows get gradients."""
-
-    def __init__(self, old: torch.Tensor, token_map: TokenMap, new_ids: torch.Tensor) -> None:
-        old_ids = torch.tensor(token_map.old_ids)
-        self.kept_ids = (old_ids >= 0).nonzero()[:, 0]
-        self.kept = old.index_select(0, old_ids[self.kept_ids])  # (kept × hidden), no grad
-        self.lookup = old.index_select(0, old_ids.clamp_min(0))
-        self.lookup[new_ids] = 0
-        self.slot = torch.zeros(token_map.vocab_size, dtype=torch.long)  # new id -> 1 + its row; kept -> 0
-        self.slot[new_ids] = torch.arange(1, len(new_ids) + 1)
-        self.columns = torch.cat([self.kept_ids, new_ids])
-        self.column_of = torch.empty_like(self.columns)
-        self.column_of[self.columns] = torch.arange(len(self.columns))
-
-    def embed(self, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        padded = torch.cat([rows.new_zeros(1, rows.shape[1]), rows.to(self.lookup.dtype)])
-        return F.embedding(ids, self.lookup) + F.embedding(self.slot[ids], padded)
-
-    def logits(self, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return torch.cat([hidden @ self.kept.T, hidden @ rows.to(hidden.dtype).T], -1)
+def full_matrix(old: torch.Tensor, token_map: TokenMap, new_ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The new vocabulary's matrix: kept rows gathered from `old`, new rows = `rows` (differentiable)."""
+    kept = old.index_select(0, torch.tensor(token_map.old_ids).clamp_min(0))
+    return kept.index_copy(0, new_ids, rows.to(old.dtype))
 
 
 @init_method("distill", options=DistillOptions, needs_corpus=True)
@@ -123,10 +104,8 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
     rows_out = rows_in if tied else torch.nn.Parameter(start.rows[OUTPUT].float().clone())
     params = [rows_in] if tied else [rows_in, rows_out]
     optimizer = torch.optim.Adam(params, lr=options.learning_rate)
-    vocab_in = Vocabulary(old_in, token_map, fresh)
-    vocab_out = vocab_in if tied else Vocabulary(old_out, token_map, fresh)
+    kept_new = torch.tensor([i for i, o in enumerate(token_map.old_ids) if o >= 0])
     kept_old = torch.tensor([o for o in token_map.old_ids if o >= 0])
-    n_kept = len(kept_old)
     is_new = torch.zeros(token_map.vocab_size, dtype=torch.bool)
     is_new[fresh] = True
     seen = torch.zeros(token_map.vocab_size, dtype=torch.bool)
@@ -152,13 +131,14 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
             seen[batch.student[:n_tgt][batch.mask[:n_tgt]]] = True
             with torch.no_grad():
                 teacher = at(final_hidden(model, F.embedding(batch.teacher, old_in), batch.teacher_mask), batch.ends)
-            student = final_hidden(model, vocab_in.embed(batch.student, rows_in), batch.mask)
-            log_q = torch.log_softmax(vocab_out.logits(student[:, :-1], rows_out), -1)  # columns order
+            w_in = full_matrix(old_in, token_map, fresh, rows_in)
+            w_out = w_in if tied else full_matrix(old_out, token_map, fresh, rows_out)
+            student = final_hidden(model, F.embedding(batch.student, w_in), batch.mask)
+            log_q = torch.log_softmax(student[:, :-1] @ w_out.T, -1)
             predicting = batch.mask[:, 1:]
             loss = torch.zeros(())
             if options.likelihood_weight:
-                targets = vocab_out.column_of[batch.student[:n_tgt, 1:]]
-                nll = -log_q[:n_tgt].gather(-1, targets[..., None])[..., 0]
+                nll = -log_q[:n_tgt].gather(-1, batch.student[:n_tgt, 1:, None])[..., 0]
                 loss = loss + options.likelihood_weight * nll[predicting[:n_tgt]].mean()
             if options.hidden_weight:
                 after_new = (is_new[batch.student[:n_tgt]].cumsum(1) > 0) & batch.mask[:n_tgt]
@@ -169,7 +149,7 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
             if eng and options.english_weight:
                 with torch.no_grad():
                     p_teacher = torch.softmax(teacher[n_tgt:, :-1] @ old_out[:base].T, -1)[..., kept_old]
-                guard = -(p_teacher * log_q[n_tgt:, :, :n_kept]).sum(-1)  # the kept columns come first
+                guard = -(p_teacher * log_q[n_tgt:][..., kept_new]).sum(-1)
                 loss = loss + options.english_weight * guard[predicting[n_tgt:]].mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
