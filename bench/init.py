@@ -87,20 +87,23 @@ def bpc_with_interval(model, tokenizer, texts: list[str], seed: int = 0) -> list
             round(float(np.percentile(boot, 97.5)), 4)]
 
 
-def score(model, tokenizer, sets: dict[str, list[str]], copies: list[str]) -> dict[str, object]:
+def copy_similarity(items: list[dict]) -> float:
+    """Mean character similarity (difflib ratio) of copy outputs to their references."""
     import difflib
     from statistics import fmean
 
+    return fmean(difflib.SequenceMatcher(None, i["prediction"], i["reference"], autojunk=False).ratio() for i in items)
+
+
+def score(model, tokenizer, sets: dict[str, list[str]], copies: list[str]) -> dict[str, object]:
     from langadapt.evaluate.darucopy import copy_task
 
     out: dict[str, object] = {name: bpc_with_interval(model, tokenizer, texts) for name, texts in sets.items()}
     if copies:
         result = copy_task(model, tokenizer, copies, kind="sentence", language="en", max_new_tokens=48)
-        similarity = fmean(difflib.SequenceMatcher(None, i["prediction"], i["reference"], autojunk=False).ratio()
-                           for i in result.items)
         out["copy"] = {
             "exact": round(result.exact, 3),
-            "similarity": round(similarity, 3),
+            "similarity": round(copy_similarity(result.items), 3),
             "len": round(result.score, 3),
             "example": result.items[1]["prediction"][:80],
         }

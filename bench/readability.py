@@ -20,15 +20,13 @@ character similarity), and bits/char on 32 dev documents per side. Variants:
 
 from __future__ import annotations
 
-import difflib
 import json
 import time
-from statistics import fmean
 
 import torch
 
 from common import markdown_table, read_field
-from init import CACHE, MODEL, copy_sentences, files, tokenizer_folder
+from init import CACHE, MODEL, copy_sentences, copy_similarity, files, tokenizer_folder
 
 
 def untie(model) -> None:
@@ -74,8 +72,7 @@ def score(model, tokenizer, base: int, copies: list[str], dev: list[str], englis
     written = sum(len(o) for o in outputs)
     return {
         "exact": round(result.exact, 3),
-        "similarity": round(fmean(difflib.SequenceMatcher(None, i["prediction"], i["reference"], autojunk=False)
-                                  .ratio() for i in result.items), 3),
+        "similarity": round(copy_similarity(result.items), 3),
         "new_share": round(sum(t >= base for o in outputs for t in o) / max(written, 1), 3),
         "eu": round(bits_per_character(model, tokenizer, dev, max_length=512).bits_per_char, 3),
         "en": round(bits_per_character(model, tokenizer, english, max_length=512).bits_per_char, 3),
