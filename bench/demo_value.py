@@ -29,24 +29,39 @@ from langadapt.runstore import read_json
 
 @dataclass(frozen=True)
 class Target:
-    """`final` against `original`: a ratio bound (`ratio`, with `at_most`) or "no worse" (a difference)."""
+    """`final` against `original`: a ratio bound (`ratio`, with `at_most`) or "no worse" (a difference); an
+    `informative` row is shown with its ratio and judged against nothing."""
 
     metric: str
     ratio: float | None = None
     at_most: bool = True
     note: str = ""
+    informative: bool = False
 
 
 def targets(headline: dict[str, float], sources: dict[str, str | None], target_language: str) -> list[Target]:
-    out = []
+    """The issue's targets are on the held-out dev split: the first eval source of each language (the demo
+    declares basque_dev, english_dev first). Any further target-language source (the out-of-domain UI strings)
+    must not get worse; its tokens/word is shown, not judged."""
+    out, seen = [], set()
     for name, language in sources.items():
-        if language == target_language:
+        first = language not in seen
+        seen.add(language)
+        if language == target_language and first:
             out.append(Target(f"{name} bpc", 0.50, note="aim 0.45×"))
             out.append(Target(f"{name} tok/word", 0.50))
+        elif language == target_language:
+            out.append(Target(f"{name} bpc", 1.0, note="out of domain: no worse"))
+            out.append(Target(f"{name} tok/word", 0.50, informative=True, note="out of domain"))
         else:
             out.append(Target(f"{name} bpc", 1.02, note="forgetting"))
-    out += [Target(key, at_most=False) for key in headline if key.startswith(("copy:", "mc:"))]
-    out.append(Target("gen words/s", 1.8, at_most=False, note="copy outputs"))
+    out += [Target(key, at_most=False) for key in headline
+            if key.startswith(("copy:", "mc:")) and not key.endswith("words/s")]
+    # The issue's "generated Basque words/s": decode speed × words per token of the Basque text to write.
+    out += [Target(key, 1.8, at_most=False, note="writing the Basque text to copy")
+            for key in headline if key.startswith("copy:") and key.endswith("words/s")]
+    out.append(Target("gen words/s", 1.8, at_most=False, informative=True,
+                      note="every word written, the original's English preambles included"))
     return [t for t in out if t.metric in headline]
 
 
@@ -70,6 +85,8 @@ def row(target: Target, figures: dict[str, dict[str, dict]], original: str, fina
             change += f" [{after['delta_low']:+.3f}, {after['delta_high']:+.3f}]"
         goal = "≥ original"
     verdict = after.get("verdict", "")
+    if target.informative:
+        return [target.metric, shown(before), shown(after), change, f"not a target ({target.note})", "—"]
     return [target.metric, shown(before), shown(after), change, goal + (f" ({target.note})" if target.note else ""),
             ("met" if met else "NOT MET") + (f", {verdict}" if verdict else "")]
 
@@ -103,8 +120,9 @@ def main() -> int:
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
     missed = [r[0] for r in rows if r[-1].startswith("NOT")]
+    judged = [r for r in rows if r[-1] != "—"]
     print(
-        f"\n{len(rows) - len(missed)} of {len(rows)} targets met"
+        f"\n{len(judged) - len(missed)} of {len(judged)} targets met"
         + (f"; not met: {', '.join(missed)}" if missed else "")
     )
     if args.json:

@@ -85,6 +85,10 @@ def test_copy_task_scores_the_models_outputs(instruct) -> None:
     assert sentence.score == pytest.approx((1.0 + sentence.items[1]["score"]) / 2)
     assert sentence.exact == 0.5
     assert sentence.chars_per_generated_token == pytest.approx(len(INSTRUCT_REPLY) / reply_tokens)
+    # One decode speed, two texts: what it wrote (the reply, twice) and what it was asked to write.
+    written = len(INSTRUCT_REPLY.split()) / reply_tokens
+    asked = (len(INSTRUCT_REPLY.split()) + len(reference.split())) / (reply_tokens + ref_tokens)
+    assert sentence.reference_words_per_second == pytest.approx(sentence.words_per_second * asked / written)
 
     paragraph = copy_task(model, tokenizer, [INSTRUCT_REPLY + " Eta beste esaldi bat.", reference],
                           kind="paragraph", max_new_tokens=24)

@@ -22,9 +22,14 @@ def test_exported_task_matches_our_scorer(llama, basque_dev_texts, tmp_path) -> 
     results = run_lm_eval(model, tokenizer, ["eu_tiny"], include_path=tmp_path, batch_size=4, log_samples=True)
     assert results["eu_tiny"]["acc"] == pytest.approx(ours.accuracy["loglik"])
     assert results["eu_tiny"]["acc_norm"] == pytest.approx(ours.accuracy["loglik_norm"])
+    assert results["eu_tiny"]["acc_mutual_info"] == pytest.approx(ours.accuracy["mutual_info"])
     samples = sorted(results["samples"]["eu_tiny"], key=lambda s: s["doc_id"])
     for sample, record in zip(samples, ours.items, strict=True):
-        assert [ll for ll, _ in sample["filtered_resps"]] == pytest.approx(record["loglik"]["scores"], abs=2e-4)
+        lls = [ll for ll, _ in sample["filtered_resps"]]  # conditional, then unconditional (for acc_mutual_info)
+        conditional, prior = lls[: len(lls) // 2], lls[len(lls) // 2 :]
+        assert conditional == pytest.approx(record["loglik"]["scores"], abs=2e-4)
+        mutual = [c - p for c, p in zip(conditional, prior, strict=True)]
+        assert mutual == pytest.approx(record["mutual_info"]["scores"], abs=3e-4)
     with pytest.raises(LangadaptError, match=r"lm-eval knows no task\(s\) no_such_task"):
         run_lm_eval(model, tokenizer, ["no_such_task"], include_path=tmp_path)
 

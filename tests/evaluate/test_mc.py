@@ -1,4 +1,4 @@
-"""The three MC scorings against brute force (one full forward pass per choice), and task-file checks."""
+"""The four MC scorings against brute force (one full forward pass per choice), and task-file checks."""
 
 from __future__ import annotations
 
@@ -41,6 +41,17 @@ def _brute_force(model, tokenizer, fmt: McFormat, item: McItem, shots: list[McIt
     return loglik, first
 
 
+def _prior(model, tokenizer, fmt: McFormat, item: McItem) -> list[float]:
+    """log p(" " + answer) after the BOS token alone (the tiny tokenizers have one), one pass per choice."""
+    prior = []
+    for answer in fmt.answers(item):
+        ids = [tokenizer.bos_token_id, *tokenizer(" " + answer, add_special_tokens=False)["input_ids"]]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double(), -1)
+        prior.append(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum().item())
+    return prior
+
+
 @pytest.mark.parametrize("answer_format", ["text", "letter"])
 def test_scorings_match_brute_force(llama, basque_dev_texts, answer_format) -> None:
     model, tokenizer = llama
@@ -52,13 +63,16 @@ def test_scorings_match_brute_force(llama, basque_dev_texts, answer_format) -> N
         loglik, first = _brute_force(model, tokenizer, fmt, item, shots)
         answers = fmt.answers(item)
         norm = [ll / len(a) for ll, a in zip(loglik, answers, strict=True)]
+        mutual = [ll - p for ll, p in zip(loglik, _prior(model, tokenizer, fmt, item), strict=True)]
+        assert record["mutual_info"]["scores"] == pytest.approx(mutual, abs=3e-4)
         assert record["loglik"]["scores"] == pytest.approx(loglik, abs=2e-4)
         assert record["loglik_norm"]["scores"] == pytest.approx(norm, abs=2e-4)
         assert record["first_token"]["scores"] == pytest.approx(first, abs=2e-5)
-        for scoring, scores in (("loglik", loglik), ("loglik_norm", norm), ("first_token", first)):
+        for scoring, scores in (("loglik", loglik), ("loglik_norm", norm), ("first_token", first),
+                                ("mutual_info", mutual)):
             # the prediction is the brute-force best (up to float noise between equal-scored choices)
             assert scores[record[scoring]["prediction"]] >= max(scores) - 2e-4
-    for scoring in ("loglik", "loglik_norm", "first_token"):
+    for scoring in ("loglik", "loglik_norm", "first_token", "mutual_info"):
         expected = sum(r[scoring]["prediction"] == r["answer"] for r in result.items) / len(items)
         assert result.accuracy[scoring] == expected
 

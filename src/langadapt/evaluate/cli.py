@@ -68,13 +68,13 @@ def mc_command(
     num_fewshot: Annotated[int, typer.Option(help="How many few-shot examples precede each item.")] = 0,
     language: Annotated[str, typer.Option(help="Prompt language (question/answer words).")] = "en",
     answer_format: Annotated[
-        AnswerFormat, typer.Option(help="letter (A/B/C/D) or text (the choice itself).")
+        AnswerFormat, typer.Option(help="letter (A/B/C/D), text (the choice itself) or continuation (a cloze).")
     ] = "letter",
     chat: ChatOpt = False,
     max_items: Annotated[int | None, typer.Option(help="Evaluate the first N items.")] = None,
     items: Annotated[bool, typer.Option("--items", help="Also print per-item scores.")] = False,
 ) -> None:
-    """Multiple-choice accuracy with loglik, loglik_norm and first_token scoring."""
+    """Multiple-choice accuracy with loglik, loglik_norm, first_token and mutual_info scoring."""
     from langadapt.evaluate.mc import McFormat, evaluate_mc, read_mc_file
 
     questions = read_mc_file(task, task.stem)[:max_items]

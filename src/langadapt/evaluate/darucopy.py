@@ -85,14 +85,16 @@ class CopyResult:
     score: float  # mean `len` (sentence) or mean `lcs` (paragraph)
     exact: float  # share of outputs identical to the reference (stripped)
     chars_per_generated_token: float  # how long the tokens the model uses are (Darumeru logs it too)
-    words_per_second: float
+    words_per_second: float  # decode speed × words per token of what the model wrote (any language)
+    reference_words_per_second: float  # decode speed × words per token of the texts to copy, under its tokenizer
     items: list[dict[str, Any]]
 
     def to_dict(self, *, with_items: bool = True) -> dict[str, Any]:
         summary = {
             "kind": self.kind, "score": round(self.score, 6), "exact": round(self.exact, 6),
             "chars_per_generated_token": round(self.chars_per_generated_token, 4),
-            "words_per_second": round(self.words_per_second, 3), "n": len(self.items),
+            "words_per_second": round(self.words_per_second, 3),
+            "reference_words_per_second": round(self.reference_words_per_second, 3), "n": len(self.items),
         }
         return {**summary, "items": self.items} if with_items else summary
 
@@ -139,7 +141,10 @@ def copy_task(
     chars = sum(len(g.text) for g in run.outputs)
     tokens = sum(g.tokens for g in run.outputs)
     exact = fmean(item["exact"] for item in items) if items else 0.0
-    return CopyResult(kind, score, exact, chars / tokens if tokens else 0.0, run.words_per_second, items)
+    reference_tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    reference_words = sum(len(text.split()) for text in texts)
+    writes = run.tokens_per_second * reference_words / reference_tokens if reference_tokens else float("nan")
+    return CopyResult(kind, score, exact, chars / tokens if tokens else 0.0, run.words_per_second, writes, items)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -230,6 +235,7 @@ class CopyTask(EvalTask[dict[str, CopyTaskConfig], dict[str, list[str]]]):
             out.headline[_label(name, task.kind)] = round(result.score, 4)
             out.headline[f"copy:{name} exact"] = round(result.exact, 4)
             out.headline.setdefault("gen words/s", round(result.words_per_second, 3))
+            out.headline[f"copy:{name} words/s"] = round(result.reference_words_per_second, 3)
             log.info("%s: copy %s %.3f", model.spec.label, name, result.score)
         return out
 

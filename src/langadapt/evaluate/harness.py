@@ -56,7 +56,8 @@ def export_mc_task(
         "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "{{prompt}}",
         "doc_to_choice": "{{choices}}", "doc_to_target": "answer", "target_delimiter": " ",
         "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-                        {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}],
+                        {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+                        {"metric": "acc_mutual_info", "aggregation": "mean", "higher_is_better": True}],
     }
     path = out_dir / f"{name}.yaml"
     path.write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

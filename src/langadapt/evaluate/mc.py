@@ -8,7 +8,11 @@ Scorings:
 - `loglik`: Σ log p(continuation tokens | prompt) — lm-evaluation-harness' `acc`;
 - `loglik_norm`: the same divided by the characters of the choice — lm-eval's `acc_norm`;
 - `first_token`: p(first token of each continuation) after the answer prefix — Darumeru's scoring for
-  lettered choices (A/B/C/D), one forward pass per item.
+  lettered choices (A/B/C/D), one forward pass per item;
+- `mutual_info`: loglik minus the choice's log-likelihood with no prompt (after BOS, else EOS) — lm-eval's
+  `acc_mutual_info`. It removes the model's prior for the choice string itself, which per-character
+  normalisation does not: an adapted model whose prior over Basque strings changed can lose `loglik_norm`
+  while reading the prompt better (docs/benchmarks.md, "cloze scorings").
 
 Requests are encoded exactly as lm-eval encodes them (trailing spaces of the prompt move into the
 continuation; the continuation is what the whole string adds after the prompt's tokens), so predictions
@@ -41,9 +45,9 @@ if TYPE_CHECKING:
 
     from langadapt.config import RunConfig
 
-Scoring = Literal["loglik", "loglik_norm", "first_token"]
+Scoring = Literal["loglik", "loglik_norm", "first_token", "mutual_info"]
 AnswerFormat = Literal["letter", "text", "continuation"]  # continuation: the choice goes on from the question
-SCORINGS: tuple[Scoring, ...] = ("loglik", "loglik_norm", "first_token")
+SCORINGS: tuple[Scoring, ...] = ("loglik", "loglik_norm", "first_token", "mutual_info")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # (question label, answer prefix) per language; the prompt words a model of that language expects.
@@ -171,6 +175,16 @@ def encode_request(tokenizer: PreTrainedTokenizerBase, prompt: str, continuation
     return context, encoded
 
 
+def encode_unconditional(tokenizer: PreTrainedTokenizerBase, continuations: list[str]) -> _Request:
+    """lm-eval's encoding of an empty context: the prefix token (BOS, else EOS), then the continuation."""
+    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if prefix is None:
+        raise LangadaptError("mutual_info scoring needs a BOS or EOS token in the tokenizer — drop mutual_info "
+                             "from eval.mc.<task>.scoring")
+    encoded = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
+    return _Request([prefix], encoded, [len(text) for text in continuations])
+
+
 def score_requests(
     model: PreTrainedModel,
     requests: list[_Request],
@@ -195,11 +209,12 @@ def score_requests(
     # knows `past_key_values`.
     cache_arg = "cache" if "cache" in parameters else "past_key_values"
     order = sorted(range(len(requests)), key=lambda i: len(requests[i].context), reverse=True)
+    most_rows = max(1, 2**24 // model.get_input_embeddings().num_embeddings)  # last-position logits ≤ 64 MiB
     at = 0
     with torch.inference_mode():
         while at < len(order):
             width = len(requests[order[at]].context)
-            rows = order[at : at + max(1, batch_tokens // width)]
+            rows = order[at : at + max(1, min(batch_tokens // width, most_rows))]
             at += len(rows)
             _score_batch(model, [requests[i] for i in rows], width, batch_tokens, pad_id, device, keeps_logits,
                          cache_arg)
@@ -292,22 +307,26 @@ def evaluate_mc(
     unknown = set(scorings) - set(SCORINGS)
     if unknown:
         raise LangadaptError(f"unknown scoring(s) {sorted(unknown)} — choose from {', '.join(SCORINGS)}")
-    requests = []
+    requests, unconditional = [], []
     for item in items:
         prompt = fmt.prompt(item, list(shots), tokenizer)
         answers = fmt.answers(item)
         context, continuations = encode_request(tokenizer, prompt, [" " + a for a in answers],
                                                 add_special_tokens=not fmt.chat_template)
         requests.append(_Request(context, continuations, [len(a) for a in answers]))
+        if "mutual_info" in scorings:
+            unconditional.append(encode_unconditional(tokenizer, [" " + a for a in answers]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    score_requests(model, requests, batch_tokens=batch_tokens, max_length=max_length, pad_id=pad)
+    score_requests(model, requests + unconditional, batch_tokens=batch_tokens, max_length=max_length, pad_id=pad)
+    priors = [u.loglik for u in unconditional] or [[0.0] * len(r.loglik) for r in requests]
 
     results, correct = [], dict.fromkeys(scorings, 0)
-    for item, request in zip(items, requests, strict=True):
+    for item, request, prior in zip(items, requests, priors, strict=True):
         scores = {
             "loglik": request.loglik,
             "loglik_norm": [ll / n for ll, n in zip(request.loglik, request.lengths, strict=True)],
             "first_token": [math.exp(lp) for lp in request.first_logp],
+            "mutual_info": [ll - p for ll, p in zip(request.loglik, prior, strict=True)],
         }
         record: dict[str, Any] = {"answer": item.answer}
         for scoring in scorings:
