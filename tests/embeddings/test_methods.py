@@ -257,3 +257,23 @@ def test_auto_picks_the_lowest_probe_score_within_the_english_limit(tiny_llama: 
 
     scored = bits_per_character(model, AutoTokenizer.from_pretrained(tok_dir), probe.target, max_length=256)
     assert scored.bits_per_char == pytest.approx(best["target_bpc"], abs=1e-4)  # the winner is what was installed
+
+
+@pytest.mark.parametrize("dropped", [False, True])
+def test_split_matrix_reads_like_the_whole_new_matrix(dropped: bool) -> None:
+    """Kept ids read their old rows, new ids the trained rows — also when old ids are dropped or reordered
+    (Optimized); logsumexp over the parts equals it over the whole matrix."""
+    from langadapt.embeddings.methods.distill import SplitMatrix
+
+    generator = torch.Generator().manual_seed(3)
+    old = torch.randn(10, 4, generator=generator, dtype=torch.float64)
+    old_ids = [9, 0, 4, 2, 5, 7, -1, -1, -1] if dropped else [*range(10), -1, -1, -1]
+    token_map = TokenMap("extended", 10, "x", old_ids, {i: [1] for i, o in enumerate(old_ids) if o < 0})
+    fresh = torch.tensor(token_map.new_ids())
+    rows = torch.randn(len(fresh), 4, generator=generator, dtype=torch.float64)
+    whole = torch.cat([old[torch.tensor([o for o in old_ids if o >= 0])], rows])  # new ids come last here
+    split = SplitMatrix.of(old, rows, token_map, fresh)
+    ids = torch.tensor([[0, len(old_ids) - 1, 3], [len(old_ids) - 2, 1, 2]])
+    torch.testing.assert_close(split.lookup(ids), whole[ids], rtol=0, atol=0)
+    hidden = torch.randn(7, 4, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(split.logsumexp(hidden), torch.logsumexp(hidden @ whole.T, -1), rtol=0, atol=1e-12)

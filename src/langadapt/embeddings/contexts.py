@@ -96,3 +96,19 @@ def frozen(model: PreTrainedModel) -> list[bool]:
 def restore(model: PreTrainedModel, flags: list[bool]) -> None:
     for p, flag in zip(model.parameters(), flags, strict=True):
         p.requires_grad_(flag)
+
+
+def _logsumexp_rows(hidden: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(torch.cat([hidden @ weight.T for weight in weights], -1), -1)
+
+
+def chunked_logsumexp(hidden: torch.Tensor, *weights: torch.Tensor, rows: int = 128) -> torch.Tensor:
+    """logsumexp(hidden @ cat(weights).T, -1) for N × H hidden states, `rows` at a time and recomputed in the
+    backward pass: one (rows × vocab) block of logits is alive at a time instead of N × vocab several
+    times over (logits, log-softmax, their gradients), which dominated the `distill` method's memory. The
+    vocabulary may come in parts (constant old rows, trained new rows): no whole matrix is built."""
+    from torch.utils.checkpoint import checkpoint
+
+    parts = [checkpoint(_logsumexp_rows, hidden[i : i + rows], *weights, use_reentrant=False)
+             for i in range(0, len(hidden), rows)]
+    return torch.cat(parts) if parts else hidden.new_zeros(0)

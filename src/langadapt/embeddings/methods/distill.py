@@ -16,7 +16,8 @@ Tied models train one row per token on all three; untied ones an input and an ou
 seen in a snippet get their `start` rows back and are counted as fallbacks (`reset_unseen: false` keeps what
 the softmax taught them — to stay unlikely where they did not occur —, which cost out-of-domain Russian text
 6 % in `bench/init.py`). Time is bounded by `steps` and
-`max_seconds`; memory by `batch_size × length` tokens (one backward through the body at a time).
+`max_seconds`; memory by `batch_size × length` tokens (one backward through the body at a time) and by never holding
+logits over the whole vocabulary for more than 128 positions (`chunked_logsumexp`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,22 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from langadapt.embeddings.contexts import at, final_hidden, frozen, make_batch, paths, restore, snippets
+from langadapt.embeddings.contexts import (
+    at,
+    chunked_logsumexp,
+    final_hidden,
+    frozen,
+    make_batch,
+    paths,
+    restore,
+    snippets,
+)
 from langadapt.embeddings.registry import InitInputs, InitResult, init_method
 from langadapt.embeddings.surgery import INPUT, OUTPUT
 from langadapt.errors import LangadaptError
@@ -62,10 +73,34 @@ class DistillOptions(Section):
     )
 
 
-def full_matrix(old: torch.Tensor, token_map: TokenMap, new_ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """The new vocabulary's matrix: kept rows gathered from `old`, new rows = `rows` (differentiable)."""
-    kept = old.index_select(0, torch.tensor(token_map.old_ids).clamp_min(0))
-    return kept.index_copy(0, new_ids, rows.to(old.dtype))
+@dataclass(frozen=True)
+class SplitMatrix:
+    """The new vocabulary's matrix, never built: kept ids read their old rows (constant), new ids the trained
+    `rows`. Only (tokens × hidden) gathers and the new rows' gradient exist per step — not a (vocab × hidden)
+    matrix, its gradient and their copies."""
+
+    old: torch.Tensor  # the old matrix
+    rows: torch.Tensor  # the new ids' rows, in `fresh` order (trained)
+    old_of: torch.Tensor  # per new id: its old id (0 for a new token)
+    slot: torch.Tensor  # per new id: its index in `rows` (0 for a kept token)
+    is_new: torch.Tensor
+    kept: torch.Tensor  # the kept ids' old rows (any order: only their logsumexp is taken)
+
+    @classmethod
+    def of(cls, old: torch.Tensor, rows: torch.Tensor, token_map: TokenMap, fresh: torch.Tensor) -> SplitMatrix:
+        old_ids = torch.tensor(token_map.old_ids)
+        slot = torch.zeros(token_map.vocab_size, dtype=torch.long)
+        slot[fresh] = torch.arange(len(fresh))
+        kept_old = old_ids[old_ids >= 0]
+        whole = len(kept_old) == len(old) and bool((kept_old == torch.arange(len(old))).all())
+        return cls(old, rows, old_ids.clamp_min(0), slot, old_ids < 0, old if whole else old[kept_old])
+
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.is_new[ids][..., None], self.rows[self.slot[ids]], self.old[self.old_of[ids]])
+
+    def logsumexp(self, hidden: torch.Tensor) -> torch.Tensor:
+        """logsumexp over the whole new vocabulary of hidden @ matrix.T."""
+        return chunked_logsumexp(hidden, self.kept, self.rows)
 
 
 @init_method("distill", options=DistillOptions, needs_corpus=True)
@@ -104,8 +139,9 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
     rows_out = rows_in if tied else torch.nn.Parameter(start.rows[OUTPUT].float().clone())
     params = [rows_in] if tied else [rows_in, rows_out]
     optimizer = torch.optim.Adam(params, lr=options.learning_rate)
-    kept_new = torch.tensor([i for i, o in enumerate(token_map.old_ids) if o >= 0])
     kept_old = torch.tensor([o for o in token_map.old_ids if o >= 0])
+    w_in = SplitMatrix.of(old_in, rows_in, token_map, fresh)
+    w_out = w_in if tied else SplitMatrix.of(old_out, rows_out, token_map, fresh)
     is_new = torch.zeros(token_map.vocab_size, dtype=torch.bool)
     is_new[fresh] = True
     seen = torch.zeros(token_map.vocab_size, dtype=torch.bool)
@@ -131,26 +167,28 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
             seen[batch.student[:n_tgt][batch.mask[:n_tgt]]] = True
             with torch.no_grad():
                 teacher = at(final_hidden(model, F.embedding(batch.teacher, old_in), batch.teacher_mask), batch.ends)
-            w_in = full_matrix(old_in, token_map, fresh, rows_in)
-            w_out = w_in if tied else full_matrix(old_out, token_map, fresh, rows_out)
-            student = final_hidden(model, F.embedding(batch.student, w_in), batch.mask)
-            log_q = torch.log_softmax(student[:, :-1] @ w_out.T, -1)
+            student = final_hidden(model, w_in.lookup(batch.student), batch.mask)
             predicting = batch.mask[:, 1:]
             loss = torch.zeros(())
-            if options.likelihood_weight:
-                nll = -log_q[:n_tgt].gather(-1, batch.student[:n_tgt, 1:, None])[..., 0]
-                loss = loss + options.likelihood_weight * nll[predicting[:n_tgt]].mean()
+            if options.likelihood_weight:  # -log softmax(h @ W.T)[next], never materialised over the vocabulary
+                hidden = student[:n_tgt, :-1][predicting[:n_tgt]]
+                nexts = batch.student[:n_tgt, 1:][predicting[:n_tgt]]
+                nll = w_out.logsumexp(hidden) - (hidden * w_out.lookup(nexts)).sum(-1)
+                loss = loss + options.likelihood_weight * nll.mean()
             if options.hidden_weight:
                 after_new = (is_new[batch.student[:n_tgt]].cumsum(1) > 0) & batch.mask[:n_tgt]
                 if after_new.any():
                     gap = ((student[:n_tgt] - teacher[:n_tgt]).pow(2).sum(-1)
                            / teacher[:n_tgt].pow(2).sum(-1).clamp_min(1e-6))
                     loss = loss + options.hidden_weight * gap[after_new].mean()
-            if eng and options.english_weight:
-                with torch.no_grad():
-                    p_teacher = torch.softmax(teacher[n_tgt:, :-1] @ old_out[:base].T, -1)[..., kept_old]
-                guard = -(p_teacher * log_q[n_tgt:][..., kept_new]).sum(-1)
-                loss = loss + options.english_weight * guard[predicting[n_tgt:]].mean()
+            if eng and options.english_weight:  # cross-entropy to the teacher's mass on the old tokens
+                hidden = student[n_tgt:, :-1][predicting[n_tgt:]]
+                with torch.no_grad():  # the teacher's probabilities of the kept tokens, and their mean row
+                    p_kept = torch.softmax(teacher[n_tgt:, :-1][predicting[n_tgt:]] @ old_out[:base].T, -1)[:, kept_old]
+                    expected_row = p_kept @ w_out.kept  # kept rows in kept_old order
+                # −Σ_kept p·log q = Σp · logsumexp(h @ W.T) − h · Σ p·W_kept (the kept rows are constant)
+                guard = w_out.logsumexp(hidden) * p_kept.sum(-1) - (hidden * expected_row).sum(-1)
+                loss = loss + options.english_weight * guard.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
