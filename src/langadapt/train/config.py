@@ -170,8 +170,13 @@ class SftCopyTaskConfig(Section):
     instructions: list[str] | None = Field(
         default=None, min_length=1, description="instruction templates with {text}; default: built-in per language"
     )
+    continuation_share: float = Field(
+        default=0.0, ge=0, lt=1, description="share of examples that give a text's first half and answer the second")
+    continuation_instructions: list[str] | None = Field(
+        default=None, min_length=1, description="continuation templates with {text}; default: built-in per language"
+    )
 
-    @field_validator("instructions")
+    @field_validator("instructions", "continuation_instructions")
     @classmethod
     def _has_placeholder(cls, value: list[str] | None) -> list[str] | None:
         for template in value or []:

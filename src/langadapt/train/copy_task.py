@@ -1,5 +1,9 @@
 """The copy task (LEP calibration, arXiv 2412.21140 §5): target-language instructions to repeat a corpus
-sentence or paragraph verbatim. It pushes an adapted model to read and write its new long tokens."""
+sentence or paragraph verbatim. It pushes an adapted model to read and write its new long tokens.
+
+Optionally a share of *continuation* examples: the first half of a corpus text, answered by its second half.
+Copying alone wears down what CPT taught about reading a passage for what follows (cloze `mutual_info` 0.47
+after CPT, 0.37 after copy-only calibration; docs/benchmarks.md, "Cloze scorings")."""
 
 from __future__ import annotations
 
@@ -38,6 +42,15 @@ COPY_TASK_INSTRUCTIONS: dict[str, list[str]] = {
 }
 
 
+CONTINUATION_INSTRUCTIONS: dict[str, list[str]] = {
+    "en": ["Continue this text:\n\n{text}", "Write how this text goes on:\n\n{text}"],
+    "eu": ["Jarraitu testu hau:\n\n{text}", "Idatzi nola jarraitzen duen testu honek:\n\n{text}"],
+    "ru": ["Продолжите этот текст:\n\n{text}", "Напишите, как продолжается этот текст:\n\n{text}"],
+    "lt": ["Tęskite šį tekstą:\n\n{text}", "Parašykite, kaip šis tekstas tęsiasi:\n\n{text}"],
+}
+MIN_CONTINUATION_WORDS = 4  # two to read, two to write
+
+
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 
 
@@ -57,8 +70,11 @@ def copy_task_conversations(
     max_sentence_chars: int = 300,
     max_paragraph_chars: int = 2000,
     instructions: list[str] | None = None,
+    continuation_share: float = 0.0,
+    continuation_instructions: list[str] | None = None,
 ) -> tuple[list[Conversation], dict[str, int]]:
-    """Copy-task conversations: a random instruction with a corpus sentence or paragraph, answered by that text.
+    """Copy-task conversations: a random instruction with a corpus sentence or paragraph, answered by that text;
+    `continuation_share` of them instead give a text's first half (split between words) and answer its second.
 
     Sentences and paragraphs (whole documents) are drawn uniformly from the stream with reservoir sampling, so a
     large corpus is read once in constant memory; duplicates are skipped. Returns fewer examples than asked when
@@ -70,15 +86,26 @@ def copy_task_conversations(
             f"no built-in copy-task instructions for language '{language}' — set sft.copy_task.instructions "
             "(templates with {text})"
         )
+    continue_templates = continuation_instructions or CONTINUATION_INSTRUCTIONS.get(language)
+    if continuation_share and not continue_templates:
+        raise LangadaptError(
+            f"no built-in continuation instructions for language '{language}' — set "
+            "sft.copy_task.continuation_instructions (templates with {text})"
+        )
     rng = random.Random(seed)
-    want_sentences = round(count * sentence_share)
+    want_continuations = round(count * continuation_share)
+    want_sentences = round((count - want_continuations) * sentence_share)
     sentences = _Reservoir(want_sentences, rng)
-    paragraphs = _Reservoir(count - want_sentences, rng)
+    paragraphs = _Reservoir(count - want_continuations - want_sentences, rng)
+    continuations = _Reservoir(want_continuations, rng)
     for text in texts:
         text = text.strip()
         text_sentences = split_sentences(text)
-        if min_chars <= len(text) <= max_paragraph_chars and len(text_sentences) > 1:
-            paragraphs.offer(text)
+        if min_chars <= len(text) <= max_paragraph_chars:
+            if len(text_sentences) > 1:
+                paragraphs.offer(text)
+            if len(text.split()) >= MIN_CONTINUATION_WORDS:
+                continuations.offer(" ".join(text.split()))
         for sentence in text_sentences:
             if min_chars <= len(sentence) <= max_sentence_chars:
                 sentences.offer(sentence)
@@ -88,7 +115,15 @@ def copy_task_conversations(
         [{"role": "user", "content": rng.choice(templates).format(text=text)}, {"role": "assistant", "content": text}]
         for text in chosen
     ]
-    stats = {"sentences": len(sentences.items), "paragraphs": len(paragraphs.items), "requested": count}
+    if continuations.items and continue_templates:
+        for text in continuations.items:
+            words = text.split(" ")
+            start, rest = " ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2 :])
+            conversations.append([{"role": "user", "content": rng.choice(continue_templates).format(text=start)},
+                                  {"role": "assistant", "content": rest}])
+        rng.shuffle(conversations)
+    stats = {"sentences": len(sentences.items), "paragraphs": len(paragraphs.items),
+             "continuations": len(continuations.items), "requested": count}
     if len(conversations) < count:
         log.warning("copy task: the corpus yielded %d of the %d examples asked for", len(conversations), count)
     return conversations, stats

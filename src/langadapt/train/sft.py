@@ -74,6 +74,7 @@ def gather_sft_data(
             corpus_texts(), count=task.count, sentence_share=task.sentence_share, language=language,
             seed=seed, min_chars=task.min_chars, max_sentence_chars=task.max_sentence_chars,
             max_paragraph_chars=task.max_paragraph_chars, instructions=task.instructions,
+            continuation_share=task.continuation_share, continuation_instructions=task.continuation_instructions,
         )
         write_conversations(data_dir / "copy_task.jsonl", copies)
         conversations += copies

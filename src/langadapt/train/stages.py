@@ -206,7 +206,7 @@ def _sft_inputs(cfg: RunConfig) -> Iterable[str]:
 
 
 def _sft_preflight(cfg: RunConfig) -> None:
-    from langadapt.train.copy_task import COPY_TASK_INSTRUCTIONS
+    from langadapt.train.copy_task import CONTINUATION_INSTRUCTIONS, COPY_TASK_INSTRUCTIONS
     from langadapt.translate.stages import check_data_refs
 
     sft = cfg.sft
@@ -219,6 +219,10 @@ def _sft_preflight(cfg: RunConfig) -> None:
         if sft.copy_task.instructions is None and cfg.target_language not in COPY_TASK_INSTRUCTIONS:
             raise LangadaptError(f"no built-in copy-task instructions for '{cfg.target_language}' — set "
                                  "sft.copy_task.instructions")
+        if (sft.copy_task.continuation_share and sft.copy_task.continuation_instructions is None
+                and cfg.target_language not in CONTINUATION_INSTRUCTIONS):
+            raise LangadaptError(f"no built-in continuation instructions for '{cfg.target_language}' — set "
+                                 "sft.copy_task.continuation_instructions")
     if sft.self_calibration is not None:
         _files_preflight(sft.self_calibration.prompts, "sft.self_calibration.prompts")
         if sft.self_calibration.judge is not None:
