@@ -114,7 +114,7 @@ span.better {{ color: #176c2f; }}
 section.warnings {{ border: 2px solid #c00; background: #fff2f2; padding: 0.2rem 1rem; }}
 section.warnings h2, p.warning {{ color: #a00; }}
 p.warning {{ font-weight: 600; border-left: 4px solid #c00; padding-left: 0.6rem; }}
-div.gen {{ white-space: pre-wrap; max-width: 24rem; font-size: 0.85rem; }}
+div.gen {{ white-space: pre-wrap; overflow-wrap: anywhere; max-width: 24rem; font-size: 0.85rem; }}
 </style></head>
 <body><h1>{title}</h1>
 {body}
