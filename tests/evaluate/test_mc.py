@@ -136,3 +136,23 @@ def test_scoring_warns_about_no_deprecated_cache_argument(llama, basque_dev_text
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # transformers' `past_key_values` deprecation
         evaluate_mc(model, tokenizer, _items(basque_dev_texts, 2), fmt=McFormat(answer_format="text"))
+
+
+def test_the_unconditional_context_is_bos_else_eos_else_an_error(llama) -> None:
+    """lm-eval's prefix token for an empty context: BOS when the tokenizer has one, else EOS."""
+    import copy
+
+    from langadapt.evaluate.mc import encode_unconditional
+
+    _, tokenizer = llama
+    choices = [" bai", " ez dakit"]
+    expected = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+    with_bos = encode_unconditional(tokenizer, choices)
+    assert with_bos.context == [tokenizer.bos_token_id] and with_bos.continuations == expected
+    assert with_bos.lengths == [4, 9]
+    no_bos = copy.deepcopy(tokenizer)
+    no_bos.bos_token = None
+    assert encode_unconditional(no_bos, choices).context == [tokenizer.eos_token_id]
+    no_bos.eos_token = None
+    with pytest.raises(LangadaptError, match="mutual_info scoring needs a BOS or EOS token"):
+        encode_unconditional(no_bos, choices)
