@@ -29,8 +29,8 @@ def read_pairs(folder: Path) -> Iterator[tuple[int, int]]:
     """(earlier, later) node ids of the pairs in a folder of `.dups` files; node = shard << 32 | doc."""
     for path in sorted(Path(folder).glob("*.dups")):
         data = np.fromfile(path, dtype=np.uint32).reshape(-1, 4).astype(np.int64)
-        for shard_a, doc_a, shard_b, doc_b in data:
-            yield (int(shard_a) << 32) | int(doc_a), (int(shard_b) << 32) | int(doc_b)
+        earlier, later = (data[:, 0] << 32) | data[:, 1], (data[:, 2] << 32) | data[:, 3]
+        yield from zip(earlier.tolist(), later.tolist(), strict=True)  # unpacking numpy rows cost ~2 µs a pair
 
 
 class Clusters:

@@ -9,6 +9,7 @@ phase — datatrove's `multiprocess.Pool` would wait for it forever.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing
@@ -31,6 +32,22 @@ from langadapt.data.config import ExecutorConfig
 from langadapt.errors import LangadaptError
 
 _FORKED: ForkingExecutor | None = None  # the executor a forked worker runs ranks of
+
+
+def _cache_loguru_library_dirs() -> None:
+    """datatrove adds two loguru handlers per task, and each handler asks `sysconfig` for every install
+    scheme's paths (~15-30 ms, ~10 % of a small shard's time). The answer cannot change within a process,
+    so compute it once. Skipped quietly if loguru moves the function."""
+    try:
+        from loguru._better_exceptions import ExceptionFormatter
+    except ImportError:
+        return
+    lookup = getattr(ExceptionFormatter, "_get_lib_dirs", None)
+    if callable(lookup) and not hasattr(lookup, "cache_info"):
+        ExceptionFormatter._get_lib_dirs = staticmethod(functools.cache(lookup))
+
+
+_cache_loguru_library_dirs()
 
 
 def _reset_stats(pipeline: Sequence[PipelineStep]) -> None:

@@ -23,8 +23,10 @@ import numpy as np
 import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.formatters.base import BaseFormatter
+from datatrove.utils.batching import batched
+from datatrove.utils.typeshelper import StatHints
 
 from langadapt.data.clean import Cleaner
 from langadapt.data.config import DataConfig, SourceConfig
@@ -116,21 +118,51 @@ class Normalizer(BaseFormatter):
             self.stat_update("total", value=seen)
 
 
-class QualityFilter(BaseFilter):
+class BatchCountingFilter(BaseFilter):
+    """datatrove's `BaseFilter`, its counters (`total`, `forwarded`, `dropped`, `dropped_<reason>`) added
+    once per batch instead of per document: two `stat_update` calls a document cost ~2 µs, ~7 % of the
+    whole pipeline on short documents. Counts are flushed even when the consumer stops mid-batch. No
+    exclusion writer: the stage reports dropped documents by count and reason."""
+
+    def __init__(self) -> None:
+        super().__init__(batch_size=FILTER_BATCH)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        seen = kept = 0
+        reasons: Counter[str] = Counter()
+        try:
+            for batch in batched(data, self.batch_size):
+                self.stat_update("batches")
+                with self.track_time("batch"):
+                    results = self.filter_batch(batch)
+                for doc, result in zip(batch, results, strict=True):
+                    seen += 1
+                    keep, reason = get_filter_result(result)
+                    if keep:
+                        kept += 1
+                        yield doc
+                    elif reason:
+                        reasons[reason] += 1
+        finally:
+            self.stat_update(StatHints.total, value=seen)
+            self.stat_update(StatHints.forwarded, value=kept)
+            self.stat_update(StatHints.dropped, value=seen - kept)
+            for reason, count in reasons.items():
+                self.stat_update(f"dropped_{reason}", value=count)
+
+
+class QualityFilter(BatchCountingFilter):
     """The `data.clean` filters (first failing one is the reason); eval texts only lose empty ones."""
 
     name = "quality"
 
     def __init__(self, data: DataConfig, plan: list[Shard]):
-        super().__init__(batch_size=FILTER_BATCH)
+        super().__init__()
         self.cleaner, self.plan = Cleaner(data.clean), plan
         self._eval = False
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         return [self.filter(doc) for doc in batch]
-
-    def update_doc_stats(self, document: Document) -> None:
-        """Not per document: the corpus writer counts what is kept."""
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self._eval:
@@ -143,14 +175,14 @@ class QualityFilter(BaseFilter):
         return super().run(data, rank, world_size)
 
 
-class LanguageFilter(BaseFilter):
+class LanguageFilter(BatchCountingFilter):
     """Drops training documents whose top language is not their source's (or below `min_confidence`);
     counts the languages it saw as `language_<code>` and which detector decided as `decided_by_<backend>`."""
 
     name = "language"
 
     def __init__(self, data: DataConfig, plan: list[Shard], codes: list[str]):
-        super().__init__(batch_size=FILTER_BATCH)
+        super().__init__()
         assert data.langid is not None
         self.data, self.plan, self.codes = data, plan, codes
         self.identifier = LanguageIdentifier.from_config(data.langid, codes)
@@ -171,9 +203,6 @@ class LanguageFilter(BaseFilter):
         floor = self.data.langid.min_confidence
         return [True if code == self._expected and confidence >= floor else (False, "language")
                 for code, confidence in found]
-
-    def update_doc_stats(self, document: Document) -> None:
-        """Not per document: the corpus writer counts what is kept."""
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         shard = self.plan[rank]
@@ -296,14 +325,14 @@ class SurvivorReader(PipelineStep):
                 yield Document(text=json.loads(line)["text"], id=str(index))
 
 
-class DuplicateFilter(BaseFilter):
+class DuplicateFilter(BatchCountingFilter):
     """Drops the documents the cluster phase marked (`removed/<shard>.npy`: index, reason) and, for a
     source with `max_documents`, those past the shard's quota."""
 
     name = "dedup"
 
     def __init__(self, work: Path, quotas: dict[int, int]):
-        super().__init__(batch_size=FILTER_BATCH)
+        super().__init__()
         self.work, self.quotas = Path(work), quotas
         self._removed: dict[int, str] = {}
         self._left: int | None = None
@@ -320,9 +349,6 @@ class DuplicateFilter(BaseFilter):
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
         return [self.filter(doc) for doc in batch]
-
-    def update_doc_stats(self, document: Document) -> None:
-        """Not per document: the corpus writer counts what is kept."""
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         path = shard_file(self.work / "removed", rank, ".npy")
