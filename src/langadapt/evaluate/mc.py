@@ -311,11 +311,11 @@ def evaluate_mc(
     for item in items:
         prompt = fmt.prompt(item, list(shots), tokenizer)
         answers = fmt.answers(item)
-        context, continuations = encode_request(tokenizer, prompt, [" " + a for a in answers],
-                                                add_special_tokens=not fmt.chat_template)
+        spaced = [" " + a for a in answers]
+        context, continuations = encode_request(tokenizer, prompt, spaced, add_special_tokens=not fmt.chat_template)
         requests.append(_Request(context, continuations, [len(a) for a in answers]))
         if "mutual_info" in scorings:
-            unconditional.append(encode_unconditional(tokenizer, [" " + a for a in answers]))
+            unconditional.append(encode_unconditional(tokenizer, spaced))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     score_requests(model, requests + unconditional, batch_tokens=batch_tokens, max_length=max_length, pad_id=pad)
     priors = [u.loglik for u in unconditional] or [[0.0] * len(r.loglik) for r in requests]

@@ -104,8 +104,9 @@ def copy_task_conversations(
         if min_chars <= len(text) <= max_paragraph_chars:
             if len(text_sentences) > 1:
                 paragraphs.offer(text)
-            if len(text.split()) >= MIN_CONTINUATION_WORDS:
-                continuations.offer(" ".join(text.split()))
+            words = text.split()
+            if len(words) >= MIN_CONTINUATION_WORDS:
+                continuations.offer(" ".join(words))
         for sentence in text_sentences:
             if min_chars <= len(sentence) <= max_sentence_chars:
                 sentences.offer(sentence)

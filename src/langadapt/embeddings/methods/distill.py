@@ -84,7 +84,8 @@ class SplitMatrix:
     old_of: torch.Tensor  # per new id: its old id (0 for a new token)
     slot: torch.Tensor  # per new id: its index in `rows` (0 for a kept token)
     is_new: torch.Tensor
-    kept: torch.Tensor  # the kept ids' old rows (any order: only their logsumexp is taken)
+    kept_old: torch.Tensor  # the kept ids' old ids, in new-id order
+    kept: torch.Tensor  # their old rows, in that order (`old` itself when every old row is kept in place)
 
     @classmethod
     def of(cls, old: torch.Tensor, rows: torch.Tensor, token_map: TokenMap, fresh: torch.Tensor) -> SplitMatrix:
@@ -93,7 +94,7 @@ class SplitMatrix:
         slot[fresh] = torch.arange(len(fresh))
         kept_old = old_ids[old_ids >= 0]
         whole = len(kept_old) == len(old) and bool((kept_old == torch.arange(len(old))).all())
-        return cls(old, rows, old_ids.clamp_min(0), slot, old_ids < 0, old if whole else old[kept_old])
+        return cls(old, rows, old_ids.clamp_min(0), slot, old_ids < 0, kept_old, old if whole else old[kept_old])
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         return torch.where(self.is_new[ids][..., None], self.rows[self.slot[ids]], self.old[self.old_of[ids]])
@@ -139,11 +140,8 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
     rows_out = rows_in if tied else torch.nn.Parameter(start.rows[OUTPUT].float().clone())
     params = [rows_in] if tied else [rows_in, rows_out]
     optimizer = torch.optim.Adam(params, lr=options.learning_rate)
-    kept_old = torch.tensor([o for o in token_map.old_ids if o >= 0])
     w_in = SplitMatrix.of(old_in, rows_in, token_map, fresh)
     w_out = w_in if tied else SplitMatrix.of(old_out, rows_out, token_map, fresh)
-    is_new = torch.zeros(token_map.vocab_size, dtype=torch.bool)
-    is_new[fresh] = True
     seen = torch.zeros(token_map.vocab_size, dtype=torch.bool)
     losses: list[float] = []
     flags = frozen(model)
@@ -176,7 +174,7 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
                 nll = w_out.logsumexp(hidden) - (hidden * w_out.lookup(nexts)).sum(-1)
                 loss = loss + options.likelihood_weight * nll.mean()
             if options.hidden_weight:
-                after_new = (is_new[batch.student[:n_tgt]].cumsum(1) > 0) & batch.mask[:n_tgt]
+                after_new = (w_in.is_new[batch.student[:n_tgt]].cumsum(1) > 0) & batch.mask[:n_tgt]
                 if after_new.any():
                     gap = ((student[:n_tgt] - teacher[:n_tgt]).pow(2).sum(-1)
                            / teacher[:n_tgt].pow(2).sum(-1).clamp_min(1e-6))
@@ -184,8 +182,9 @@ def distill_init(inputs: InitInputs, options: DistillOptions) -> InitResult:
             if eng and options.english_weight:  # cross-entropy to the teacher's mass on the old tokens
                 hidden = student[n_tgt:, :-1][predicting[n_tgt:]]
                 with torch.no_grad():  # the teacher's probabilities of the kept tokens, and their mean row
-                    p_kept = torch.softmax(teacher[n_tgt:, :-1][predicting[n_tgt:]] @ old_out[:base].T, -1)[:, kept_old]
-                    expected_row = p_kept @ w_out.kept  # kept rows in kept_old order
+                    p_teacher = torch.softmax(teacher[n_tgt:, :-1][predicting[n_tgt:]] @ old_out[:base].T, -1)
+                    p_kept = p_teacher[:, w_out.kept_old]
+                    expected_row = p_kept @ w_out.kept
                 # −Σ_kept p·log q = Σp · logsumexp(h @ W.T) − h · Σ p·W_kept (the kept rows are constant)
                 guard = w_out.logsumexp(hidden) * p_kept.sum(-1) - (hidden * expected_row).sum(-1)
                 loss = loss + options.english_weight * guard.mean()
