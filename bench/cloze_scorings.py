@@ -26,14 +26,7 @@ import common
 from common import markdown_table
 from langadapt.config import load_config
 from langadapt.evaluate.intervals import ItemScores, interval, paired_change
-from langadapt.evaluate.mc import (
-    SCORINGS,
-    McFormat,
-    encode_unconditional,
-    evaluate_mc,
-    read_mc_file,
-    score_requests,
-)
+from langadapt.evaluate.mc import SCORINGS, McFormat, evaluate_mc, read_mc_file
 from langadapt.models import load_model, load_tokenizer
 from langadapt.runstore import read_json
 
@@ -41,17 +34,16 @@ from langadapt.runstore import read_json
 def measure(ref: str, items: list, fmt: McFormat) -> dict[str, list[float]]:
     """Per item: correct (0/1) per scoring and for the prior alone; the context gain of gold and distractors."""
     model, tokenizer = load_model(ref).eval(), load_tokenizer(ref)
-    result = evaluate_mc(model, tokenizer, items, fmt=fmt)
-    priors = [encode_unconditional(tokenizer, [" " + c for c in item.choices]) for item in items]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    score_requests(model, priors, pad_id=pad or 0)
+    result = evaluate_mc(model, tokenizer, items, fmt=fmt)  # all SCORINGS, so mutual_info's priors are scored
     out: dict[str, list[float]] = {s: [float(r[s]["correct"]) for r in result.items] for s in SCORINGS}
     out["prior only"], out["gain gold"], out["gain distractors"] = [], [], []
-    for item, record, prior in zip(items, result.items, priors, strict=True):
-        lengths = prior.lengths
-        per_char = [p / n for p, n in zip(prior.loglik, lengths, strict=True)]
+    for item, record in zip(items, result.items, strict=True):
+        lengths = [len(" " + c) for c in item.choices]  # what encode_unconditional counts
+        gain = record["mutual_info"]["scores"]  # loglik with the prompt minus without it
+        prior = [c - g for c, g in zip(record["loglik"]["scores"], gain, strict=True)]
+        per_char = [p / n for p, n in zip(prior, lengths, strict=True)]
         out["prior only"].append(float(max(range(len(per_char)), key=per_char.__getitem__) == item.answer))
-        gains = [(c - p) / n for c, p, n in zip(record["loglik"]["scores"], prior.loglik, lengths, strict=True)]
+        gains = [g / n for g, n in zip(gain, lengths, strict=True)]
         out["gain gold"].append(gains[item.answer])
         out["gain distractors"].append(fmean(g for k, g in enumerate(gains) if k != item.answer))
     return out
