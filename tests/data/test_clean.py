@@ -36,6 +36,31 @@ def test_whitespace_and_control_characters() -> None:
     assert normalize_whitespace(messy) == "Kaixo mundua !\nbigarren lerroa\n\nhirugarren"
 
 
+def test_whitespace_fast_path_changes_nothing_the_full_rules_would_not() -> None:
+    """Texts that skip the regexes (one printable line, single spaces) come out as the full rules give them."""
+    import itertools
+    import re
+
+    def full_rules(text: str) -> str:
+        text = re.sub(r"\r\n?|\u2028|\u2029", "\n", text)
+        text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2060\ufeff]", "", text)
+        lines = [re.sub(r"[^\S\n]+", " ", line).strip() for line in text.split("\n")]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+    pieces = ["a", "ü", " ", "\t", "\n", "\r", "\u00a0", "\u2028", "\u200b", "\ufeff", "\x00", "\x85", "\u3000"]
+    for size in range(5):
+        for combo in itertools.product(pieces, repeat=size):
+            text = "".join(combo)
+            assert normalize_whitespace(text) == full_rules(text), repr(text)
+
+
+def test_repeated_texts_are_judged_once() -> None:
+    cleaner = only(min_chars=5)
+    assert [cleaner.rejection(t) for t in ["ab", "abcdef", "ab"]] == ["min_chars", None, "min_chars"]
+    assert cleaner.normalize("a  b") == cleaner.normalize("a  b") == "a b"
+    assert len(cleaner.rejection._answers) == 2 and len(cleaner.normalize._answers) == 1
+
+
 def test_length_filters() -> None:
     cleaner = only(min_chars=10, min_words=3)
     assert cleaner.rejection("Laguntza") == "min_chars"

@@ -80,6 +80,17 @@ def test_cascade_leaves_short_and_uncertain_texts_to_lingua() -> None:
     assert strict.decided_by == {"lingua": 1, "fasttext": 0}  # never confident enough: lingua decides
 
 
+def test_a_repeated_text_is_identified_once_and_counted_for_its_detector() -> None:
+    identifier = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=30)
+    texts = ["Gorde aldaketak", "Click the button to save the document you are editing now."]
+    first = identifier.identify(texts)
+    calls: list[str] = []
+    real = identifier._decide
+    identifier._answer.compute = lambda text: calls.append(text) or real(text)
+    assert identifier.identify(texts * 3) == first * 3 and calls == []
+    assert identifier.decided_by == {"lingua": 4, "fasttext": 4}  # per document, as without the memo
+
+
 def test_glotlid_style_labels_and_a_user_model(tmp_path: Path) -> None:
     import shutil
 

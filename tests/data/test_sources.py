@@ -35,6 +35,14 @@ def test_invalid_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     assert (stats.invalid_utf8, stats.invalid_json, stats.missing_field, stats.documents) == (1, 1, 1, 2)
 
 
+def test_a_lone_surrogate_escape_is_invalid_json(tmp_path: Path) -> None:
+    """`"\\ud800"` decodes to no UTF-8 text: counted as invalid, not carried on to crash a later write."""
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"text": "one"}\n{"text": "half \\ud800 pair"}\n{"text": "pair \\ud83d\\ude00"}\n')
+    docs, stats = read(path)
+    assert docs == ["one", "pair \U0001f600"] and stats.invalid_json == 1
+
+
 def test_missing_text_field_lists_the_fields_that_exist(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     path.write_text('{"body": "x", "id": 1}\n')

@@ -24,6 +24,7 @@ from datatrove.pipeline.filters.gopher_repetition_filter import (
 )
 
 from langadapt.data.config import CleanConfig
+from langadapt.data.memo import Memo
 
 _HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")  # whitespace other than newline, incl. tabs and NBSP
 _MANY_NEWLINES = re.compile(r"\n{3,}")
@@ -34,6 +35,8 @@ _LINE_BREAKS = re.compile(r"\r\n?|\u2028|\u2029")
 
 def normalize_whitespace(text: str) -> str:
     """Unify line breaks, drop control characters, collapse runs of spaces, keep paragraph breaks."""
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text  # one line, no control or format characters, and U+0020 its only space: nothing to do
     text = _CONTROL.sub("", _LINE_BREAKS.sub("\n", text))
     lines = [_HORIZONTAL_SPACE.sub(" ", line).strip() for line in text.split("\n")]
     return _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
@@ -109,21 +112,22 @@ def build_filters(cfg: CleanConfig) -> list[Filter]:
 
 
 class Cleaner:
-    """Normalises a document and tells which filter (if any) removes it."""
+    """Normalises a document and tells which filter (if any) removes it; a repeated text is judged once."""
 
     def __init__(self, cfg: CleanConfig | None):
         self.cfg = cfg
         self.filters = build_filters(cfg) if cfg is not None else []
+        self.normalize = Memo(self._normalize) if cfg is not None else _unchanged
+        self.rejection = Memo(self._rejection)
 
-    def normalize(self, text: str) -> str:
-        if self.cfg is None:
-            return text
+    def _normalize(self, text: str) -> str:
+        assert self.cfg is not None
         cleaned = unicodedata.normalize(self.cfg.normalize, text) if self.cfg.normalize else text
         if self.cfg.whitespace:
             cleaned = normalize_whitespace(cleaned)
         return cleaned
 
-    def rejection(self, text: str) -> str | None:
+    def _rejection(self, text: str) -> str | None:
         """The name of the first filter that removes `text` (already normalised), else None."""
         if not text.strip():
             return "empty"
@@ -132,3 +136,7 @@ class Cleaner:
             if check.rejects(text, words):
                 return check.name
         return None
+
+
+def _unchanged(text: str) -> str:
+    return text

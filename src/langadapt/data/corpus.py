@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO
+
+import orjson
 
 CORPUS_DIR = "corpus"
 EVAL_DIR = "eval"
+GZIP_READ_BUFFER = 1 << 20
+
+
+def open_gzip(path: Path) -> IO[bytes]:
+    """A .gz file's bytes through a 1 MiB buffer: iterating `GzipFile`'s own lines costs ~1.5 µs a line in
+    checks, a third of decompressing them."""
+    return io.BufferedReader(gzip.GzipFile(path, "rb"), GZIP_READ_BUFFER)
 
 
 def corpus_file(data_dir: Path, source: str) -> Path:
@@ -38,15 +47,14 @@ class TextWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._raw = self.path.open("wb")
         self._gzip = gzip.GzipFile(filename=self.path.name, fileobj=self._raw, mode="wb", compresslevel=3, mtime=0)
-        self._handle = io.TextIOWrapper(self._gzip, encoding="utf-8")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._handle.close()
+        self._gzip.close()
         self._raw.close()
 
     def write(self, text: str) -> None:
-        self._handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+        self._gzip.write(orjson.dumps({"text": text}) + b"\n")
         self.count += 1
 
 
@@ -58,6 +66,6 @@ def write_texts(path: Path, texts: Iterable[str]) -> int:
 
 
 def read_texts(path: Path) -> Iterator[str]:
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
+    with open_gzip(path) as handle:
         for line in handle:
-            yield json.loads(line)["text"]
+            yield orjson.loads(line)["text"]

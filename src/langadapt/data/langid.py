@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from langadapt.data.memo import Memo
 from langadapt.errors import LangadaptError
 
 if TYPE_CHECKING:
@@ -93,7 +94,8 @@ class LanguageIdentifier:
     """Top language and its confidence for batches of texts, over a fixed set of candidate languages.
 
     `backend` picks the detector (see the module docstring); `decided_by` counts how many texts each
-    detector decided, so the stage can report the cascade's split.
+    detector decided, so the stage can report the cascade's split. A text seen before (see `Memo`) gets its
+    first answer again without running a detector, and counts for the detector that decided it.
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class LanguageIdentifier:
         self._fasttext_confidence = fasttext_confidence
         self._lingua_below = lingua_below_chars if backend == "cascade" else 0
         self._labels: dict[str, str | None] = {}
+        self._answer = Memo(self._decide)  # text -> (code, confidence, detector)
         self.decided_by: Counter[str] = Counter()
 
     @classmethod
@@ -129,14 +132,15 @@ class LanguageIdentifier:
 
     def identify(self, texts: Sequence[str]) -> list[tuple[str, float]]:
         """(code, confidence) of the most likely language of each text; `unknown` when nothing fits."""
-        results: list[tuple[str, float] | None]
-        results = [None] * len(texts) if self.backend == "lingua" else [self._fasttext(text) for text in texts]
-        unsure = [i for i, result in enumerate(results) if result is None]
-        for i in unsure:
-            results[i] = self._lingua(texts[i])
-        self.decided_by["lingua"] += len(unsure)
-        self.decided_by["fasttext"] += len(texts) - len(unsure)
-        return [result or (UNKNOWN, 0.0) for result in results]
+        answers = [self._answer(text) for text in texts]
+        decided = Counter(detector for _, _, detector in answers)
+        for detector in ("fasttext", "lingua"):  # both counted, zeros included, for the stage's report
+            self.decided_by[detector] += decided[detector]
+        return [(code, confidence) for code, confidence, _ in answers]
+
+    def _decide(self, text: str) -> tuple[str, float, str]:
+        found = None if self.backend == "lingua" else self._fasttext(text)
+        return (*found, "fasttext") if found else (*self._lingua(text), "lingua")
 
     def canonical(self, code: str) -> str:
         """The code `identify` reports for the language `code` names (`rus` and `ru` are one language)."""
@@ -167,6 +171,7 @@ class LanguageIdentifier:
         return code
 
     def _lingua(self, text: str) -> tuple[str, float]:
+        """lingua's best candidate, or `unknown` when it has none."""
         values = _lingua_detector(tuple(self._by_language)).compute_language_confidence_values(text)
         top = values[0] if values else None
         if top is None or top.value <= 0:

@@ -10,8 +10,6 @@ half-way through a corpus.
 from __future__ import annotations
 
 import glob
-import gzip
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +17,10 @@ from itertools import chain
 from pathlib import Path
 from typing import IO
 
+import orjson
+
 from langadapt.data.config import SourceConfig
+from langadapt.data.corpus import open_gzip
 from langadapt.errors import LangadaptError
 
 _JSONL = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
@@ -149,7 +150,7 @@ def _readers(source: SourceConfig, name: str, stats: ReadStats) -> Iterator[tupl
 
 
 def open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+    return open_gzip(path) if path.name.endswith(".gz") else path.open("rb")
 
 
 def _lines(path: Path, part: Part) -> Iterator[bytes]:
@@ -184,8 +185,8 @@ def _iter_jsonl(path: Path, text_field: str, name: str, stats: ReadStats, part: 
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:  # also a lone surrogate escape (\ud800): no UTF-8 text
             stats.invalid_json += 1
             continue
         if not isinstance(record, dict) or text_field not in record:

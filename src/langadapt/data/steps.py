@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import orjson
 import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -30,6 +30,7 @@ from datatrove.utils.typeshelper import StatHints
 
 from langadapt.data.clean import Cleaner
 from langadapt.data.config import DataConfig, SourceConfig
+from langadapt.data.corpus import open_gzip
 from langadapt.data.dedup import EXACT_LAYOUT, BandLayout, MinhashSigner, dedup_key
 from langadapt.data.langid import LanguageIdentifier
 from langadapt.data.shards import Shard
@@ -41,7 +42,12 @@ if TYPE_CHECKING:
 
 REMOVAL_REASONS = ("exact_duplicate", "near_duplicate", "eval_overlap")
 FILTER_BATCH = 256  # documents a filter judges at once (one timing and one stats update per batch)
-SIGNATURE_BATCH = 1024
+SIGNATURE_BATCH = 1024  # documents signed, counted or written to a gzip file at once
+
+
+def jsonl_lines(texts: list[str]) -> bytes:
+    """`{"text": ...}` lines, one per text: one gzip write per batch, not per document."""
+    return b"".join(orjson.dumps({"text": text}) + b"\n" for text in texts)
 
 
 def shard_file(folder: Path, rank: int, suffix: str = ".jsonl.gz") -> Path:
@@ -241,14 +247,18 @@ class ShardWriter(PipelineStep):
         tmp = path.with_suffix(".tmp")
         hashes: list[int] = []
         keys: list[str] = []
+        lines: list[str] = []
         band_files = self._open_bands(rank) if sign and self.signer else []
         distinct: set[int] = set()
         count = 0
         seconds = 0.0
-        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as out:
+        with gzip.open(tmp, "wb", compresslevel=1) as out:
             for doc in data:
                 start = time.perf_counter()
-                out.write(json.dumps({"text": doc.text}, ensure_ascii=False) + "\n")
+                lines.append(doc.text)
+                if len(lines) == SIGNATURE_BATCH:
+                    out.write(jsonl_lines(lines))
+                    lines.clear()
                 count += 1
                 if sign:
                     key = dedup_key(doc.text)
@@ -264,6 +274,7 @@ class ShardWriter(PipelineStep):
                         self.stat_update("truncated")
                         break
             start = time.perf_counter()
+            out.write(jsonl_lines(lines))
             self._sign(keys, count - len(keys), band_files)
         self._finish_bands(band_files, rank)
         if sign and self.exact:
@@ -320,9 +331,9 @@ class SurvivorReader(PipelineStep):
         self.work = Path(work)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        with gzip.open(shard_file(self.work / "survivors", rank), "rt", encoding="utf-8") as handle:
+        with open_gzip(shard_file(self.work / "survivors", rank)) as handle:
             for index, line in enumerate(handle):
-                yield Document(text=json.loads(line)["text"], id=str(index))
+                yield Document(text=orjson.loads(line)["text"], id=str(index))
 
 
 class DuplicateFilter(BatchCountingFilter):
@@ -379,13 +390,14 @@ class CorpusWriter(PipelineStep):
         with tmp.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=3, mtime=0) as out:
             for doc in data:
                 start = time.perf_counter()
-                out.write((json.dumps({"text": doc.text}, ensure_ascii=False) + "\n").encode("utf-8"))
                 batch.append(doc.text)
                 if len(batch) == SIGNATURE_BATCH:
+                    out.write(jsonl_lines(batch))
                     counts.add(batch)
                     batch = []
                 seconds += time.perf_counter() - start
             start = time.perf_counter()
+            out.write(jsonl_lines(batch))
             counts.add(batch)
         tmp.replace(path)
         self.stats.time_stats.update(seconds + time.perf_counter() - start)
