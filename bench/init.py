@@ -181,7 +181,8 @@ def run_method(job: dict) -> dict:
     target, english = read_field(train, lang, job["documents"]), read_field(train, "en", job["documents"])
     corpus = Corpus(lambda: iter(target), lambda: iter(english))
     name, _, calibrate = method.partition("+")
-    config = EmbedConfig(method=name, options=job["options"], calibration=CalibrationConfig() if calibrate else None)
+    calibration = CalibrationConfig(**job["calibration"]) if calibrate else None
+    config = EmbedConfig(method=name, options=job["options"], calibration=calibration)
     new = load_tokenizer(job["tokenizer"])
     started = time.perf_counter()
     metrics = resize_to_tokenizer(model, old, new, TokenMap.load(job["tokenizer"]), config, seed=0, corpus=corpus)
@@ -203,6 +204,7 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--methods", default="original,mean,convex,distill,distill+cal")
     parser.add_argument("--options", default="{}", help="per-method options, JSON")
+    parser.add_argument("--calibration", default="{}", help="embed.calibration for the +cal methods, JSON")
     parser.add_argument("--documents", type=int, default=12000, help="train documents per side")
     parser.add_argument("--dev-docs", type=int, default=64)
     parser.add_argument("--ood-docs", type=int, default=200)
@@ -222,7 +224,7 @@ def main() -> None:
         for method in args.methods.split(","):
             job = {"lang": lang, "method": method, "tokenizer": str(folder), "sets": sets, "copies": copies,
                    "documents": args.documents, "cpt_steps": args.cpt_steps, "threads": args.threads,
-                   "options": json.loads(args.options)}
+                   "options": json.loads(args.options), "calibration": json.loads(args.calibration)}
             with context.Pool(1) as pool:
                 result = pool.apply(run_method, (job,))
             result["run"] = run

@@ -232,6 +232,39 @@ def test_calibration_caps_new_logits_on_english_and_only_moves_new_rows(tiny_lla
     assert (held_after >= 0.9 - 1e-9).all()  # the cap holds at 90 % of the English positions for every row
 
 
+def test_shared_offset_makes_the_new_tokens_class_share_match_the_text(tiny_llama: Path, tmp_path: Path) -> None:
+    """Untied, so the fit is exact: after it, the resized model's own logits give Σ a·(P(new) − [new]) = 0
+    on the fitted positions (the likelihood's stationarity in c), and one common shift moved every new
+    output row while the input side and the kept rows stayed as they were."""
+    from langadapt.embeddings.calibrate import ClassPositions, class_positions
+
+    tok_dir = extended(tiny_llama, tmp_path / "tok")
+    calibration = CalibrationConfig(offset=False, shared_offset=True, target_documents=24, english_documents=8)
+    corpus = texts_corpus()
+    plain, old, token_map, _ = resized(tiny_llama, tok_dir, "mean", corpus)
+    model, _, _, metrics = resized(tiny_llama, tok_dir, EmbedConfig(method="mean", calibration=calibration), corpus)
+    new = token_map.new_ids()
+    c = metrics["calibration"]["shared_offset"]
+    before, after = plain.lm_head.weight.detach(), model.lm_head.weight.detach()
+    assert torch.equal(after[: token_map.base_vocab_size], old[OUTPUT])
+    assert torch.equal(model.get_input_embeddings().weight, plain.get_input_embeddings().weight)
+    shift = after[new] - before[new]
+    assert abs(c) > 0.05 and torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-6)  # one common shift
+
+    def positions_of(m) -> ClassPositions:
+        rows = {INPUT: m.get_input_embeddings().weight.detach()[new], OUTPUT: m.lm_head.weight.detach()[new]}
+        inputs = InitInputs(old, token_map, new_tokenizer=AutoTokenizer.from_pretrained(tok_dir), model=plain,
+                            texts=corpus.texts, english=corpus.english)
+        return class_positions(inputs, rows, calibration)
+
+    fitted, unfitted = positions_of(model), positions_of(plain)
+    scale = float(fitted.along.abs().sum())
+    assert abs(fitted.slope(0.0)) / scale < 1e-4  # stationary: the model's class mass matches the text's
+    assert abs(unfitted.slope(0.0)) / scale > 1e-2
+    assert fitted.nll(0.0) < unfitted.nll(0.0)
+    assert metrics["calibration"]["nll_per_position_after"] < metrics["calibration"]["nll_per_position_before"]
+
+
 def test_auto_picks_the_lowest_probe_score_within_the_english_limit(tiny_llama: Path, tmp_path: Path) -> None:
     from langadapt.embeddings.probe import choose
 

@@ -68,6 +68,13 @@ def test_validate_names_the_method_option_or_missing_corpus(tmp_path: Path, tiny
     cfg["data"]["sources"]["basque"]["language"] = None
     with pytest.raises(LangadaptError, match="no data source has language"):
         check(validate_config(cfg, base_dir=tmp_path))
+    cfg = config(tmp_path, tiny_llama, method="mean", calibration={"shared_offset": True})
+    cfg["data"]["sources"]["basque"]["language"] = None
+    cfg["vocab"]["sources"] = ["basque"]  # the vocab stage is told what to train on: embed's own check speaks
+    with pytest.raises(LangadaptError, match=r"embed\.calibration\.shared_offset reads the target corpus"):
+        check(validate_config(cfg, base_dir=tmp_path))
+    cfg["embed"]["calibration"] = {"shared_offset": False}
+    check(validate_config(cfg, base_dir=tmp_path))  # the mean alone reads no corpus
 
 
 def langadapt(*args: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,11 @@ class CalibrationConfig(Section):
     norm: bool = Field(default=False, description="rescale each new output row to its sub-tokens' mean row norm")
     offset: bool = Field(default=True, description="cap a new token's logit on English at its first sub-token's")
     quantile: float = Field(default=0.98, gt=0, le=1, description="share of English positions the cap holds at")
-    english_documents: int = Field(default=64, ge=1, description="English documents the offset is measured on")
+    english_documents: int = Field(default=64, ge=1, description="English documents the offsets are measured on")
+    shared_offset: bool = Field(
+        default=False, description="one logit offset for every new token, fitted by likelihood on target + English"
+    )
+    target_documents: int = Field(default=64, ge=1, description="target documents the shared offset is fitted on")
     max_length: int = Field(default=256, ge=8, description="tokens per English document")
 
 
