@@ -118,3 +118,15 @@ def test_the_report_shows_the_probe_table(tmp_path: Path) -> None:
     assert "<h2>Embedding initialisation</h2>" in page
     assert "<td>distill</td><td>2.2</td><td>1.505</td><td>0.0033</td><td>0</td><td>90</td>" in page
     assert "chosen: <b>distill</b>" in page
+
+
+def test_embed_verbs_take_a_calibration_section_as_json() -> None:
+    from langadapt.embeddings.cli import _calibration
+
+    assert _calibration(None, False) is None and _calibration(None, True).offset is True
+    chosen = _calibration('{"offset": false, "shared_offset": true, "target_documents": 128}', False)
+    assert (chosen.offset, chosen.shared_offset, chosen.target_documents) == (False, True, 128)
+    with pytest.raises(LangadaptError, match=r"--calibration is not JSON .* e\.g\. '\{\"shared_offset\": true\}'"):
+        _calibration("{shared_offset: true}", False)
+    with pytest.raises(LangadaptError, match=r"--calibration target_documents: Input should be greater than or equal"):
+        _calibration('{"target_documents": 0}', False)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from langadapt.embeddings.config import CalibrationConfig
 
 embed_app = typer.Typer(help="Embedding surgery: give a model a new tokenizer without losing what it knows.",
                         no_args_is_help=True)
@@ -36,7 +39,10 @@ OptionsOpt = Annotated[
     str | None, typer.Option("--options", help='Per-method options as JSON, e.g. \'{"distill": {"steps": 8}}\'.')
 ]
 CalibrateOpt = Annotated[
-    bool, typer.Option("--calibrate-output", help="Output-side calibration (logit offset on English).")
+    bool, typer.Option("--calibrate-output", help="Output-side calibration at its defaults (logit cap on English).")
+]
+CalibrationOpt = Annotated[
+    str | None, typer.Option("--calibration", help='embed.calibration as JSON, e.g. \'{"shared_offset": true}\'.')
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the methods that sample.")]
 RemoteOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a model with custom code.")]
@@ -46,8 +52,8 @@ BaseTokOpt = Annotated[
 
 
 def _config(method: str, options: str | None, calibrate: bool, auto_methods: str | None = None,
-            english_limit: float | None = None, documents: int | None = None):
-    from langadapt.embeddings.config import AutoConfig, CalibrationConfig, EmbedConfig
+            english_limit: float | None = None, documents: int | None = None, calibration: str | None = None):
+    from langadapt.embeddings.config import AutoConfig, EmbedConfig
     from langadapt.embeddings.registry import AUTO, get_method, registered_methods, unknown_method_message
     from langadapt.errors import LangadaptError
 
@@ -69,7 +75,26 @@ def _config(method: str, options: str | None, calibrate: bool, auto_methods: str
         auto.documents = documents
     for name in (auto.methods if method == AUTO else [method]):
         get_method(name)
-    return EmbedConfig(method=method, options=parsed, calibration=CalibrationConfig() if calibrate else None, auto=auto)
+    return EmbedConfig(method=method, options=parsed, calibration=_calibration(calibration, calibrate), auto=auto)
+
+
+def _calibration(calibration: str | None, calibrate: bool) -> CalibrationConfig | None:
+    """`--calibration` JSON, else the defaults under `--calibrate-output`, else none."""
+    from pydantic import ValidationError
+
+    from langadapt.embeddings.config import CalibrationConfig
+    from langadapt.errors import LangadaptError
+
+    if calibration is None:
+        return CalibrationConfig() if calibrate else None
+    try:
+        return CalibrationConfig.model_validate(json.loads(calibration))
+    except json.JSONDecodeError as exc:
+        raise LangadaptError(f"--calibration is not JSON ({exc.msg}) — e.g. '{{\"shared_offset\": true}}'") from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise LangadaptError(f"--calibration {where}: {error['msg']}") from None
 
 
 def _corpus(corpus: list[Path] | None, english: list[Path] | None, text_field: str, english_field: str, probe: int):
@@ -108,6 +133,7 @@ def init(
     english_field: EnglishFieldOpt = "text",
     options: OptionsOpt = None,
     calibrate_output: CalibrateOpt = False,
+    calibration: CalibrationOpt = None,
     base_tokenizer: BaseTokOpt = None,
     seed: SeedOpt = 42,
     trust_remote_code: RemoteOpt = False,
@@ -117,7 +143,7 @@ def init(
     from langadapt.embeddings.surgery import embed_model
     from langadapt.runstore import MANIFEST, library_versions, staged_output, write_json
 
-    config = _config(method, options, calibrate_output)
+    config = _config(method, options, calibrate_output, calibration=calibration)
     texts = _corpus(corpus, english, text_field, english_field, config.auto.documents if method == AUTO else 0)
     with staged_output(out) as tmp:
         metrics = embed_model(model, tokenizer, tmp, config, base_tokenizer=base_tokenizer, seed=seed,
@@ -146,6 +172,7 @@ def probe(
     ] = 0.01,
     options: OptionsOpt = None,
     calibrate_output: CalibrateOpt = False,
+    calibration: CalibrationOpt = None,
     base_tokenizer: BaseTokOpt = None,
     seed: SeedOpt = 42,
     trust_remote_code: RemoteOpt = False,
@@ -155,7 +182,7 @@ def probe(
     from langadapt.models import load_model, load_tokenizer
     from langadapt.vocab.token_map import TokenMap
 
-    config = _config("auto", options, calibrate_output, methods, english_limit, documents)
+    config = _config("auto", options, calibrate_output, methods, english_limit, documents, calibration)
     texts = _corpus(corpus, english, text_field, english_field, documents)
     token_map = TokenMap.load(tokenizer)
     old_tokenizer = load_tokenizer(base_tokenizer or model, trust_remote_code=trust_remote_code)
