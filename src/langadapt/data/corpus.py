@@ -27,6 +27,11 @@ def open_gzip(path: Path) -> IO[bytes]:
     return io.BufferedReader(gzip.GzipFile(path, "rb"), GZIP_READ_BUFFER)
 
 
+def jsonl_lines(texts: Iterable[str]) -> bytes:
+    """The corpus files' lines, one `{"text": ...}` per text (UTF-8, newline-terminated)."""
+    return b"".join(orjson.dumps({"text": text}) + b"\n" for text in texts)
+
+
 def corpus_file(data_dir: Path, source: str) -> Path:
     return Path(data_dir) / CORPUS_DIR / f"{source}.jsonl.gz"
 
@@ -54,7 +59,7 @@ class TextWriter:
         self._raw.close()
 
     def write(self, text: str) -> None:
-        self._gzip.write(orjson.dumps({"text": text}) + b"\n")
+        self._gzip.write(jsonl_lines([text]))
         self.count += 1
 
 

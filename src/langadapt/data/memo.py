@@ -27,6 +27,3 @@ class Memo(Generic[K, V]):
             answers.clear()
         value = answers[key] = self.compute(key)
         return value
-
-    def clear(self) -> None:
-        self._answers.clear()

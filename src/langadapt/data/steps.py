@@ -30,7 +30,7 @@ from datatrove.utils.typeshelper import StatHints
 
 from langadapt.data.clean import Cleaner
 from langadapt.data.config import DataConfig, SourceConfig
-from langadapt.data.corpus import open_gzip
+from langadapt.data.corpus import jsonl_lines, open_gzip
 from langadapt.data.dedup import EXACT_LAYOUT, BandLayout, MinhashSigner, dedup_key
 from langadapt.data.langid import LanguageIdentifier
 from langadapt.data.shards import Shard
@@ -42,12 +42,7 @@ if TYPE_CHECKING:
 
 REMOVAL_REASONS = ("exact_duplicate", "near_duplicate", "eval_overlap")
 FILTER_BATCH = 256  # documents a filter judges at once (one timing and one stats update per batch)
-SIGNATURE_BATCH = 1024  # documents signed, counted or written to a gzip file at once
-
-
-def jsonl_lines(texts: list[str]) -> bytes:
-    """`{"text": ...}` lines, one per text: one gzip write per batch, not per document."""
-    return b"".join(orjson.dumps({"text": text}) + b"\n" for text in texts)
+SIGNATURE_BATCH = 1024  # documents signed, counted or written to a gzip file at once (one write per batch)
 
 
 def shard_file(folder: Path, rank: int, suffix: str = ".jsonl.gz") -> Path:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from langadapt.embeddings.config import CalibrationConfig
 from langadapt.embeddings.contexts import final_hidden
 from langadapt.embeddings.registry import InitInputs, Texts
-from langadapt.embeddings.surgery import INPUT, OUTPUT, subtoken_mean
+from langadapt.embeddings.surgery import INPUT, OUTPUT, assemble_matrix, subtoken_mean
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -126,19 +126,12 @@ class ClassPositions:
         return float((torch.logaddexp(self.old_lse, shifted) - true).sum())
 
 
-def new_vocab_matrix(inputs: InitInputs, rows: dict[str, torch.Tensor], name: str) -> torch.Tensor:
-    """The resized matrix `name` (new vocabulary order) with `rows` as its new rows, float32+."""
-    old_ids = torch.tensor(inputs.token_map.old_ids)
-    matrix = inputs.base_rows(name)[old_ids.clamp_min(0)].clone()
-    matrix[inputs.new_ids] = rows[name].to(matrix.dtype)
-    return matrix
-
-
 def class_positions(inputs: InitInputs, rows: dict[str, torch.Tensor], options: CalibrationConfig) -> ClassPositions:
     """Read target and English documents with the new tokenizer and rows; the statistics the fit needs."""
     inputs.need("calibration.shared_offset", "model", "texts", "new_tokenizer")
-    embed = new_vocab_matrix(inputs, rows, INPUT)
-    head = new_vocab_matrix(inputs, rows, OUTPUT) if OUTPUT in rows else embed
+    embed = assemble_matrix(inputs.base_rows(INPUT), inputs.token_map, rows[INPUT])  # float32+
+    head = assemble_matrix(inputs.base_rows(OUTPUT), inputs.token_map, rows[OUTPUT]) if OUTPUT in rows else embed
+    model_embed = embed.to(inputs.matrices[INPUT].dtype)  # what the body reads, in its own dtype
     is_new = torch.zeros(len(head), dtype=torch.bool)
     is_new[inputs.new_ids] = True
     documents = [*islice(_texts(inputs.texts), options.target_documents)]
@@ -149,7 +142,7 @@ def class_positions(inputs: InitInputs, rows: dict[str, torch.Tensor], options: 
             encoded = inputs.new_tokenizer(documents[start:start + 8], add_special_tokens=False, truncation=True,
                                            max_length=options.max_length, padding=True, return_tensors="pt")
             ids, mask = encoded["input_ids"], encoded["attention_mask"].bool()
-            states = final_hidden(inputs.model, F.embedding(ids, embed.to(inputs.matrices[INPUT].dtype)), mask)
+            states = final_hidden(inputs.model, F.embedding(ids, model_embed), mask)
             scored = mask[:, 1:] & mask[:, :-1]  # predict each token from the ones before it
             hidden.append(states[:, :-1][scored].double())  # ~30k positions × hidden: small
             targets.append(ids[:, 1:][scored])
