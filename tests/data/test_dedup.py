@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langadapt.data.clusters import Clusters, removals
+from langadapt.data.clusters import cluster_roots, removals
 from langadapt.data.config import NearDedupConfig
 from langadapt.data.dedup import (
     EXACT_LAYOUT,
@@ -81,10 +81,12 @@ def node(shard: int, doc: int) -> int:
 
 
 def test_clusters_keep_the_first_document() -> None:
-    clusters = Clusters()
-    clusters.union(node(2, 5), node(1, 9))
-    clusters.union(node(3, 0), node(2, 5))
-    assert {clusters.find(n) for n in (node(1, 9), node(2, 5), node(3, 0))} == {node(1, 9)}
+    pairs = np.array([(node(2, 5), node(1, 9)), (node(3, 0), node(2, 5)), (node(4, 1), node(4, 2))])
+    nodes, roots = cluster_roots(pairs)
+    assert dict(zip(nodes.tolist(), roots.tolist(), strict=True)) == {
+        node(1, 9): node(1, 9), node(2, 5): node(1, 9), node(3, 0): node(1, 9),
+        node(4, 1): node(4, 1), node(4, 2): node(4, 1)}
+    assert [len(part) for part in cluster_roots(np.zeros((0, 2), np.int64))] == [0, 0]
 
 
 def test_removal_reasons_eval_then_exact_then_near() -> None:

@@ -1,6 +1,6 @@
 """Duplicate clusters: which documents to drop, given the colliding pairs datatrove's buckets found.
 
-Every pair of documents whose exact hash or one LSH band collides joins one cluster (union-find); the
+Every pair of documents whose exact hash or one LSH band collides joins one cluster (connected components); the
 cluster keeps its first document in reading order (eval texts come first, then training sources in
 config order) and drops the others, each with one reason, checked in this order:
 
@@ -13,70 +13,54 @@ Memory grows with the number of duplicated documents, not with the corpus.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from langadapt.data.shards import Shard
 
 REASON_CODES = {"exact_duplicate": 0, "near_duplicate": 1, "eval_overlap": 2}  # steps.REMOVAL_REASONS order
 
 
-def read_pairs(folder: Path) -> Iterator[tuple[int, int]]:
-    """(earlier, later) node ids of the pairs in a folder of `.dups` files; node = shard << 32 | doc."""
-    for path in sorted(Path(folder).glob("*.dups")):
-        data = np.fromfile(path, dtype=np.uint32).reshape(-1, 4).astype(np.int64)
-        earlier, later = (data[:, 0] << 32) | data[:, 1], (data[:, 2] << 32) | data[:, 3]
-        yield from zip(earlier.tolist(), later.tolist(), strict=True)  # unpacking numpy rows cost ~2 µs a pair
+def read_pairs(folder: Path) -> np.ndarray:
+    """(earlier, later) node ids of the pairs in a folder of `.dups` files, one row each; node = shard << 32 | doc."""
+    parts = [np.fromfile(path, dtype=np.uint32).reshape(-1, 4).astype(np.int64)
+             for path in sorted(Path(folder).glob("*.dups"))]
+    data = np.concatenate(parts) if parts else np.zeros((0, 4), np.int64)
+    return np.stack([(data[:, 0] << 32) | data[:, 1], (data[:, 2] << 32) | data[:, 3]], axis=1)
 
 
-class Clusters:
-    """Union-find whose root is always the smallest node, i.e. the cluster's first document."""
-
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
-
-    def find(self, node: int) -> int:
-        root = node
-        while (up := self.parent.get(root, root)) != root:
-            root = up
-        while node != root:  # path compression
-            self.parent[node], node = root, self.parent[node]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        root_a, root_b = self.find(a), self.find(b)
-        if root_a != root_b:
-            low, high = sorted((root_a, root_b))
-            self.parent[high] = low
-            self.parent.setdefault(low, low)
+def cluster_roots(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(every node in a pair, sorted; the smallest node of its cluster) — connected components of the pairs'
+    graph (scipy, ~100× a Python union-find), the root being the cluster's first document."""
+    nodes, index = np.unique(pairs, return_inverse=True)
+    index = index.reshape(pairs.shape)
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (index[:, 0], index[:, 1])), shape=(len(nodes),) * 2)
+    _, labels = connected_components(graph, directed=False)
+    first = np.full(labels.max() + 1 if len(labels) else 0, np.iinfo(np.int64).max)
+    np.minimum.at(first, labels, nodes)
+    return nodes, first[labels]
 
 
-def removals(plan: list[Shard], exact_pairs: Iterable[tuple[int, int]], near_pairs: Iterable[tuple[int, int]]
-             ) -> dict[int, np.ndarray]:
+def removals(plan: list[Shard], exact_pairs: np.ndarray | Sequence[tuple[int, int]],
+             near_pairs: np.ndarray | Sequence[tuple[int, int]]) -> dict[int, np.ndarray]:
     """shard → sorted (doc, reason code) rows of the training documents to drop."""
-    clusters = Clusters()
-    exact_twin: set[int] = set()
-    for earlier, later in exact_pairs:
-        clusters.union(earlier, later)
-        exact_twin.add(max(earlier, later))
-    for earlier, later in near_pairs:
-        clusters.union(earlier, later)
-    rows: dict[int, list[tuple[int, int]]] = {}
-    for node in list(clusters.parent):
-        root = clusters.find(node)
-        shard = node >> 32
-        if node == root or plan[shard].eval:
-            continue
-        if plan[root >> 32].eval:
-            reason = "eval_overlap"
-        else:
-            reason = "exact_duplicate" if node in exact_twin else "near_duplicate"
-        rows.setdefault(shard, []).append((node & 0xFFFFFFFF, REASON_CODES[reason]))
-    return {shard: np.array(sorted(found), dtype=np.int64) for shard, found in rows.items()}
+    exact, near = (np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in (exact_pairs, near_pairs))
+    nodes, roots = cluster_roots(np.concatenate([exact, near]))
+    shards, root_shards = nodes >> 32, roots >> 32
+    is_eval = np.array([shard.eval for shard in plan], dtype=bool)
+    dropped = (nodes != roots) & ~is_eval[shards]
+    reason = np.where(np.isin(nodes, exact.max(axis=1)), REASON_CODES["exact_duplicate"],
+                      REASON_CODES["near_duplicate"])
+    reason = np.where(is_eval[root_shards], REASON_CODES["eval_overlap"], reason)
+    rows = np.stack([nodes & 0xFFFFFFFF, reason], axis=1)[dropped]  # nodes are sorted: so are docs per shard
+    shard_of = shards[dropped]
+    return {int(shard): rows[shard_of == shard] for shard in np.unique(shard_of)}
 
 
 class DuplicateClusters(PipelineStep):
