@@ -265,6 +265,66 @@ def test_shared_offset_makes_the_new_tokens_class_share_match_the_text(tiny_llam
     assert metrics["calibration"]["nll_per_position_after"] < metrics["calibration"]["nll_per_position_before"]
 
 
+def test_shared_direction_is_the_regularised_likelihood_optimum(tiny_llama: Path, tmp_path: Path) -> None:
+    """Untied: the resized model's own logits on the fitted positions satisfy the Newton fit's stationarity,
+    Σ h·(P(new) − [new]) + l2·n·s²·d = 0, with one vector d added to every new output row."""
+    from langadapt.embeddings.calibrate import L2_GRID, class_positions
+
+    tok_dir = extended(tiny_llama, tmp_path / "tok")
+    calibration = CalibrationConfig(offset=False, shared_direction=True, target_documents=24, english_documents=8)
+    corpus = texts_corpus()
+    plain, old, token_map, _ = resized(tiny_llama, tok_dir, "mean", corpus)
+    model, _, _, metrics = resized(tiny_llama, tok_dir, EmbedConfig(method="mean", calibration=calibration), corpus)
+    new = token_map.new_ids()
+    report = metrics["calibration"]
+    before, after = plain.lm_head.weight.detach(), model.lm_head.weight.detach()
+    assert torch.equal(after[: token_map.base_vocab_size], old[OUTPUT])
+    assert torch.equal(model.get_input_embeddings().weight, plain.get_input_embeddings().weight)
+    shift = after[new] - before[new]
+    assert torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-6) and float(shift[0].norm()) > 1e-3
+    assert report["shared_direction_l2"] in L2_GRID
+    by_l2 = report["held_out_nll_by_l2"]
+    assert by_l2[str(report["shared_direction_l2"])] == min(by_l2.values())
+    inputs = InitInputs(old, token_map, new_tokenizer=AutoTokenizer.from_pretrained(tok_dir), model=plain,
+                        texts=corpus.texts, english=corpus.english)
+    rows = {INPUT: model.get_input_embeddings().weight.detach()[new], OUTPUT: after[new]}
+    fitted = class_positions(inputs, rows, calibration)  # the model's class odds with d already in
+    x, y = fitted.hidden, fitted.true_is_new.double()
+    p = torch.sigmoid(fitted.new_lse - fitted.old_lse)
+    d = shift[0].double()
+    l2 = report["shared_direction_l2"]
+    gradient = x.T @ (p - y) + l2 * len(x) * float(x.pow(2).mean()) * d
+    assert float(gradient.norm()) / float((x.T @ y).norm()) < 1e-4
+    assert report["nll_per_position_after"] < report["nll_per_position_before"]
+
+
+def test_tied_shared_direction_refits_on_what_the_model_then_reads(tiny_llama_tied: Path, tmp_path: Path) -> None:
+    """Tied, the shift moves the input rows too: each pass refits on the hidden states the shifted rows give;
+    kept rows stay bit-identical and the last pass lowers the NLL it was fitted on."""
+    tok_dir = extended(tiny_llama_tied, tmp_path / "tok")
+    calibration = CalibrationConfig(offset=False, shared_direction=True, direction_passes=2, target_documents=24,
+                                    english_documents=8)
+    corpus = texts_corpus()
+    plain, old, token_map, _ = resized(tiny_llama_tied, tok_dir, "mean", corpus)
+    model, _, _, metrics = resized(tiny_llama_tied, tok_dir, EmbedConfig(method="mean", calibration=calibration),
+                                   corpus)
+    report = metrics["calibration"]
+    assert len(report["shared_direction_norms"]) == 2 and report["tied"]
+    before, after = plain.get_input_embeddings().weight.detach(), model.get_input_embeddings().weight.detach()
+    assert torch.equal(after[: token_map.base_vocab_size], old[INPUT][: token_map.base_vocab_size])
+    new = token_map.new_ids()
+    shift = after[new] - before[new]
+    assert torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-5) and torch.isfinite(after).all()
+    assert 0 < float(shift[0].norm()) <= sum(report["shared_direction_norms"]) + 1e-4  # d₁ + d₂
+
+
+def test_one_shared_shift_at_a_time() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="shared_offset and shared_direction both shift every new row"):
+        CalibrationConfig(shared_offset=True, shared_direction=True)
+
+
 def test_auto_picks_the_lowest_probe_score_within_the_english_limit(tiny_llama: Path, tmp_path: Path) -> None:
     from langadapt.embeddings.probe import choose
 

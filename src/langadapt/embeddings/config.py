@@ -6,7 +6,7 @@ Method names and per-method options are checked against the init-method registry
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from langadapt.schema import Section
 
@@ -17,12 +17,29 @@ class CalibrationConfig(Section):
     norm: bool = Field(default=False, description="rescale each new output row to its sub-tokens' mean row norm")
     offset: bool = Field(default=True, description="cap a new token's logit on English at its first sub-token's")
     quantile: float = Field(default=0.98, gt=0, le=1, description="share of English positions the cap holds at")
-    english_documents: int = Field(default=64, ge=1, description="English documents the offsets are measured on")
+    english_documents: int = Field(default=256, ge=1, description="English documents the offsets are measured on")
     shared_offset: bool = Field(
         default=False, description="one logit offset for every new token, fitted by likelihood on target + English"
     )
-    target_documents: int = Field(default=64, ge=1, description="target documents the shared offset is fitted on")
+    shared_direction: bool = Field(
+        default=False, description="one vector added to every new row (a context-dependent class offset), fitted "
+        "by L2-regularised likelihood on target + English; instead of shared_offset"
+    )
+    direction_passes: int = Field(
+        default=2, ge=1, description="tied: fits of the shared direction, each on what the model reads after the "
+        "one before (the shift moves the input rows too)"
+    )
+    target_documents: int = Field(
+        default=512, ge=1, description="target documents the shared offset or direction is fitted on"
+    )
     max_length: int = Field(default=256, ge=8, description="tokens per English document")
+
+    @model_validator(mode="after")
+    def _one_shared_shift(self) -> CalibrationConfig:
+        if self.shared_offset and self.shared_direction:
+            raise ValueError("shared_offset and shared_direction both shift every new row — keep one (the "
+                             "direction contains the offset)")
+        return self
 
 
 class AutoConfig(Section):

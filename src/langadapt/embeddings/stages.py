@@ -32,14 +32,16 @@ def _preflight(cfg: RunConfig) -> None:
         if name not in known:
             raise LangadaptError(unknown_method_message(name, known, "embed.options"))
         known[name].parse_options(options)
-    shared_offset = cfg.embed.calibration is not None and cfg.embed.calibration.shared_offset
-    if any(known[n].needs_corpus for n in names) or cfg.embed.method == AUTO or shared_offset:
+    calibration = cfg.embed.calibration
+    shared = next((key for key in ("shared_offset", "shared_direction") if calibration and getattr(calibration, key)),
+                  None)
+    if any(known[n].needs_corpus for n in names) or cfg.embed.method == AUTO or shared:
         languages = {s.language for s in cfg.data.sources.values()} if cfg.data else set()
         if cfg.target_language not in languages:
-            what = f"embed.method {cfg.embed.method}" if not shared_offset else "embed.calibration.shared_offset"
+            what = f"embed.calibration.{shared}" if shared else f"embed.method {cfg.embed.method}"
             raise LangadaptError(
                 f"{what} reads the target corpus, but no data source has language: {cfg.target_language} — "
-                "set `language` on the target source, or use method mean without shared_offset"
+                f"set `language` on the target source, or use method mean without {shared or 'shared_offset'}"
             )
 
 
