@@ -73,6 +73,9 @@ def test_validate_names_the_method_option_or_missing_corpus(tmp_path: Path, tiny
     cfg["vocab"]["sources"] = ["basque"]  # the vocab stage is told what to train on: embed's own check speaks
     with pytest.raises(LangadaptError, match=r"embed\.calibration\.shared_offset reads the target corpus"):
         check(validate_config(cfg, base_dir=tmp_path))
+    cfg["embed"]["calibration"] = {"shared_direction": True}
+    with pytest.raises(LangadaptError, match=r"embed\.calibration\.shared_direction reads the target corpus"):
+        check(validate_config(cfg, base_dir=tmp_path))
     cfg["embed"]["calibration"] = {"shared_offset": False}
     check(validate_config(cfg, base_dir=tmp_path))  # the mean alone reads no corpus
 
