@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from langadapt.embeddings.config import AutoConfig, CalibrationConfig, EmbedConfig
 from langadapt.embeddings.registry import (
@@ -232,37 +233,57 @@ def test_calibration_caps_new_logits_on_english_and_only_moves_new_rows(tiny_lla
     assert (held_after >= 0.9 - 1e-9).all()  # the cap holds at 90 % of the English positions for every row
 
 
+@dataclass
+class SharedShift:
+    """An untied tiny model resized with the mean, without and with one shared-shift calibration."""
+
+    plain: PreTrainedModel
+    model: PreTrainedModel
+    old: dict[str, torch.Tensor]
+    token_map: TokenMap
+    report: dict
+    shift: torch.Tensor  # each new output row minus its uncalibrated value (all alike)
+    inputs: InitInputs  # what class_positions reads, with the original model
+
+
+def shared_shift(model_dir: Path, tmp_path: Path, calibration: CalibrationConfig) -> SharedShift:
+    """Resize and calibrate; asserts what every shared shift keeps: kept rows, the input side, one shift."""
+    tok_dir = extended(model_dir, tmp_path / "tok")
+    corpus = texts_corpus()
+    plain, old, token_map, _ = resized(model_dir, tok_dir, "mean", corpus)
+    model, _, _, metrics = resized(model_dir, tok_dir, EmbedConfig(method="mean", calibration=calibration), corpus)
+    new = token_map.new_ids()
+    before, after = plain.lm_head.weight.detach(), model.lm_head.weight.detach()
+    assert torch.equal(after[: token_map.base_vocab_size], old[OUTPUT])
+    assert torch.equal(model.get_input_embeddings().weight, plain.get_input_embeddings().weight)
+    shift = after[new] - before[new]
+    assert torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-6)  # one common shift
+    inputs = InitInputs(old, token_map, new_tokenizer=AutoTokenizer.from_pretrained(tok_dir), model=plain,
+                        texts=corpus.texts, english=corpus.english)
+    return SharedShift(plain, model, old, token_map, metrics["calibration"], shift, inputs)
+
+
 def test_shared_offset_makes_the_new_tokens_class_share_match_the_text(tiny_llama: Path, tmp_path: Path) -> None:
     """Untied, so the fit is exact: after it, the resized model's own logits give Σ a·(P(new) − [new]) = 0
     on the fitted positions (the likelihood's stationarity in c), and one common shift moved every new
     output row while the input side and the kept rows stayed as they were."""
     from langadapt.embeddings.calibrate import ClassPositions, class_positions
 
-    tok_dir = extended(tiny_llama, tmp_path / "tok")
     calibration = CalibrationConfig(offset=False, shared_offset=True, target_documents=24, english_documents=8)
-    corpus = texts_corpus()
-    plain, old, token_map, _ = resized(tiny_llama, tok_dir, "mean", corpus)
-    model, _, _, metrics = resized(tiny_llama, tok_dir, EmbedConfig(method="mean", calibration=calibration), corpus)
-    new = token_map.new_ids()
-    c = metrics["calibration"]["shared_offset"]
-    before, after = plain.lm_head.weight.detach(), model.lm_head.weight.detach()
-    assert torch.equal(after[: token_map.base_vocab_size], old[OUTPUT])
-    assert torch.equal(model.get_input_embeddings().weight, plain.get_input_embeddings().weight)
-    shift = after[new] - before[new]
-    assert abs(c) > 0.05 and torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-6)  # one common shift
+    run = shared_shift(tiny_llama, tmp_path, calibration)
+    assert abs(run.report["shared_offset"]) > 0.05
+    new = run.token_map.new_ids()
 
     def positions_of(m) -> ClassPositions:
         rows = {INPUT: m.get_input_embeddings().weight.detach()[new], OUTPUT: m.lm_head.weight.detach()[new]}
-        inputs = InitInputs(old, token_map, new_tokenizer=AutoTokenizer.from_pretrained(tok_dir), model=plain,
-                            texts=corpus.texts, english=corpus.english)
-        return class_positions(inputs, rows, calibration)
+        return class_positions(run.inputs, rows, calibration)
 
-    fitted, unfitted = positions_of(model), positions_of(plain)
+    fitted, unfitted = positions_of(run.model), positions_of(run.plain)
     scale = float(fitted.along.abs().sum())
     assert abs(fitted.slope(0.0)) / scale < 1e-4  # stationary: the model's class mass matches the text's
     assert abs(unfitted.slope(0.0)) / scale > 1e-2
     assert fitted.nll(0.0) < unfitted.nll(0.0)
-    assert metrics["calibration"]["nll_per_position_after"] < metrics["calibration"]["nll_per_position_before"]
+    assert run.report["nll_per_position_after"] < run.report["nll_per_position_before"]
 
 
 def test_shared_direction_is_the_regularised_likelihood_optimum(tiny_llama: Path, tmp_path: Path) -> None:
@@ -270,30 +291,19 @@ def test_shared_direction_is_the_regularised_likelihood_optimum(tiny_llama: Path
     Σ h·(P(new) − [new]) + l2·n·s²·d = 0, with one vector d added to every new output row."""
     from langadapt.embeddings.calibrate import L2_GRID, class_positions
 
-    tok_dir = extended(tiny_llama, tmp_path / "tok")
     calibration = CalibrationConfig(offset=False, shared_direction=True, target_documents=24, english_documents=8)
-    corpus = texts_corpus()
-    plain, old, token_map, _ = resized(tiny_llama, tok_dir, "mean", corpus)
-    model, _, _, metrics = resized(tiny_llama, tok_dir, EmbedConfig(method="mean", calibration=calibration), corpus)
-    new = token_map.new_ids()
-    report = metrics["calibration"]
-    before, after = plain.lm_head.weight.detach(), model.lm_head.weight.detach()
-    assert torch.equal(after[: token_map.base_vocab_size], old[OUTPUT])
-    assert torch.equal(model.get_input_embeddings().weight, plain.get_input_embeddings().weight)
-    shift = after[new] - before[new]
-    assert torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-6) and float(shift[0].norm()) > 1e-3
-    assert report["shared_direction_l2"] in L2_GRID
+    run = shared_shift(tiny_llama, tmp_path, calibration)
+    report = run.report
+    assert float(run.shift[0].norm()) > 1e-3 and report["shared_direction_l2"] in L2_GRID
     by_l2 = report["held_out_nll_by_l2"]
     assert by_l2[str(report["shared_direction_l2"])] == min(by_l2.values())
-    inputs = InitInputs(old, token_map, new_tokenizer=AutoTokenizer.from_pretrained(tok_dir), model=plain,
-                        texts=corpus.texts, english=corpus.english)
-    rows = {INPUT: model.get_input_embeddings().weight.detach()[new], OUTPUT: after[new]}
-    fitted = class_positions(inputs, rows, calibration)  # the model's class odds with d already in
+    new = run.token_map.new_ids()
+    rows = {INPUT: run.model.get_input_embeddings().weight.detach()[new],
+            OUTPUT: run.model.lm_head.weight.detach()[new]}
+    fitted = class_positions(run.inputs, rows, calibration)  # the model's class odds with d already in
     x, y = fitted.hidden, fitted.true_is_new.double()
     p = torch.sigmoid(fitted.new_lse - fitted.old_lse)
-    d = shift[0].double()
-    l2 = report["shared_direction_l2"]
-    gradient = x.T @ (p - y) + l2 * len(x) * float(x.pow(2).mean()) * d
+    gradient = x.T @ (p - y) + report["shared_direction_l2"] * len(x) * float(x.pow(2).mean()) * run.shift[0].double()
     assert float(gradient.norm()) / float((x.T @ y).norm()) < 1e-4
     assert report["nll_per_position_after"] < report["nll_per_position_before"]
 
