@@ -328,6 +328,15 @@ def test_tied_shared_direction_refits_on_what_the_model_then_reads(tiny_llama_ti
     assert 0 < float(shift[0].norm()) <= sum(report["shared_direction_norms"]) + 1e-4  # d₁ + d₂
 
 
+def test_shared_direction_on_too_few_documents_takes_the_strongest_l2(tiny_llama: Path, tmp_path: Path) -> None:
+    from langadapt.embeddings.calibrate import L2_GRID
+
+    calibration = CalibrationConfig(offset=False, shared_direction=True, target_documents=2, english_documents=1)
+    run = shared_shift(tiny_llama, tmp_path, calibration)
+    assert run.report["shared_direction_l2"] == L2_GRID[-1] and run.report["held_out_nll_by_l2"] is None
+    assert torch.isfinite(run.shift).all()
+
+
 def test_one_shared_shift_at_a_time() -> None:
     from pydantic import ValidationError
 

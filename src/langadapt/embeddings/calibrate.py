@@ -239,6 +239,21 @@ def direction_nll(positions: ClassPositions, d: torch.Tensor, keep: torch.Tensor
     return float((torch.logaddexp(positions.old_lse[keep], shifted) - true).mean())
 
 
+def choose_l2(positions: ClassPositions) -> tuple[float, dict[str, object]]:
+    """The L2 weight of `L2_GRID` whose fit scores best on every `HELD_OUT_EVERY`th document, and the scores;
+    the strongest weight when there are too few documents to hold any out."""
+    held_out = positions.document % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
+    if not held_out.any() or held_out.all():
+        log.warning("calibration: fewer than %d documents to fit the shared direction on — it uses the strongest "
+                    "L2 weight (%g) instead of choosing one", HELD_OUT_EVERY, L2_GRID[-1])
+        return L2_GRID[-1], {"held_out_nll_before": None, "held_out_nll_by_l2": None}
+    zero = torch.zeros(positions.hidden.shape[1], dtype=positions.hidden.dtype)
+    scores = {l2: direction_nll(positions, fit_shared_direction(positions, l2, ~held_out), held_out) for l2 in L2_GRID}
+    return min(scores, key=scores.__getitem__), {
+        "held_out_nll_before": round(direction_nll(positions, zero, held_out), 4),
+        "held_out_nll_by_l2": {str(k): round(v, 4) for k, v in scores.items()}}
+
+
 def apply_shared_direction(
     inputs: InitInputs, rows: dict[str, torch.Tensor], options: CalibrationConfig
 ) -> dict[str, object]:
@@ -254,13 +269,8 @@ def apply_shared_direction(
         everything = torch.ones(len(positions.along), dtype=torch.bool)
         zero = torch.zeros(positions.hidden.shape[1], dtype=positions.hidden.dtype)
         if done == 0:
-            held_out = positions.document % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
-            scores = {l2: direction_nll(positions, fit_shared_direction(positions, l2, ~held_out), held_out)
-                      for l2 in L2_GRID}
-            l2 = min(scores, key=scores.__getitem__)
-            report.update({"shared_direction_l2": l2, "shared_direction_positions": len(positions.along),
-                           "held_out_nll_before": round(direction_nll(positions, zero, held_out), 4),
-                           "held_out_nll_by_l2": {str(k): round(v, 4) for k, v in scores.items()},
+            l2, chosen_by = choose_l2(positions)
+            report.update({"shared_direction_l2": l2, "shared_direction_positions": len(positions.along), **chosen_by,
                            "nll_per_position_before": round(direction_nll(positions, zero, everything), 4)})
         d = fit_shared_direction(positions, l2)
         rows[name].add_(d.to(rows[name].dtype))
