@@ -96,8 +96,8 @@ def test_chat_all_bounds_concurrency_and_yields_every_reply() -> None:
         replies = dict(client.chat_all([[{"role": "user", "content": str(i)}] for i in range(6)]))
         seconds = time.perf_counter() - started
     assert {i: r.text for i, r in replies.items()} == {i: f"echo: {i}" for i in range(6)}
-    assert server.max_in_flight == 3
-    assert seconds < 0.2 * 6 * 0.75  # ran in parallel
+    assert server.max_in_flight == 3  # three requests were open at once: the parallelism itself
+    assert seconds < 0.2 * 6  # faster than one at a time, with room for a loaded machine (CI runs 2 workers)
 
 
 def test_chat_all_yields_what_succeeded_then_raises() -> None:
