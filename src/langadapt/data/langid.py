@@ -104,16 +104,17 @@ def script_writers(codes: Iterable[str]) -> dict[str, str]:
     return {script: found[0] for script, found in writers.items() if len(found) == 1}
 
 
-_LETTER_SCRIPTS: dict[str, str | None] = {}  # char → its script (None: not a letter), filled as chars turn up
+class LetterScripts(dict[str, str | None]):
+    """char → the script of a letter as its Unicode name starts ('LATIN', 'CYRILLIC'…), None for a
+    non-letter; computed the first time a char turns up, then a plain dict lookup."""
 
-
-def letter_script(char: str) -> str | None:
-    """The script of a letter as its Unicode name starts ('LATIN', 'CYRILLIC'…); None for a non-letter."""
-    script = _LETTER_SCRIPTS.get(char, "")
-    if script == "":
+    def __missing__(self, char: str) -> str | None:
         is_letter = unicodedata.category(char).startswith("L")
-        script = _LETTER_SCRIPTS[char] = unicodedata.name(char, "UNNAMED").split(" ", 1)[0] if is_letter else None
-    return script
+        script = self[char] = unicodedata.name(char, "UNNAMED").split(" ", 1)[0] if is_letter else None
+        return script
+
+
+LETTER_SCRIPTS = LetterScripts()
 
 
 def bundled_fasttext_model() -> Path:
@@ -188,9 +189,7 @@ class LanguageIdentifier:
             return None  # the common case where several candidates write Latin: no per-letter look
         found = None
         for char in set(text):
-            script = _LETTER_SCRIPTS.get(char, "")
-            if script == "":
-                script = letter_script(char)
+            script = LETTER_SCRIPTS[char]
             if script is not None and script != found:
                 if found is not None:
                     return None  # two scripts
