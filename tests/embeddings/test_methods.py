@@ -342,6 +342,12 @@ def test_one_shared_shift_at_a_time() -> None:
 
     with pytest.raises(ValidationError, match="shared_offset and shared_direction both shift every new row"):
         CalibrationConfig(shared_offset=True, shared_direction=True)
+    from langadapt.embeddings.calibrate import class_positions
+
+    without_corpus = InitInputs({}, TokenMap.__new__(TokenMap))
+    for key in ("shared_offset", "shared_direction"):
+        with pytest.raises(LangadaptError, match=rf"embed method 'calibration\.{key}' needs model"):
+            class_positions(without_corpus, {}, CalibrationConfig(**{key: True}))
 
 
 def test_auto_picks_the_lowest_probe_score_within_the_english_limit(tiny_llama: Path, tmp_path: Path) -> None:

@@ -129,14 +129,20 @@ class ClassPositions:
         return float((self.along * (mass - self.true_is_new.double())).sum())
 
     def nll(self, c: float) -> float:
-        shifted = self.new_lse + c * self.along
-        true = self.true_logit + c * self.along * self.true_is_new
-        return float((torch.logaddexp(self.old_lse, shifted) - true).sum())
+        return self.shifted_nll(c * self.along)
+
+    def shifted_nll(self, shift: torch.Tensor, keep: torch.Tensor | None = None) -> float:
+        """Σ NLL over the positions (the `keep` ones) with every new logit moved by `shift` at each position."""
+        pick = slice(None) if keep is None else keep
+        shifted = self.new_lse[pick] + shift
+        true = self.true_logit[pick] + shift * self.true_is_new[pick]
+        return float((torch.logaddexp(self.old_lse[pick], shifted) - true).sum())
 
 
 def class_positions(inputs: InitInputs, rows: dict[str, torch.Tensor], options: CalibrationConfig) -> ClassPositions:
     """Read target and English documents with the new tokenizer and rows; the statistics the fit needs."""
-    inputs.need("calibration.shared_offset", "model", "texts", "new_tokenizer")
+    shift = "shared_direction" if options.shared_direction else "shared_offset"
+    inputs.need(f"calibration.{shift}", "model", "texts", "new_tokenizer")
     embed = assemble_matrix(inputs.base_rows(INPUT), inputs.token_map, rows[INPUT])  # float32+
     head = assemble_matrix(inputs.base_rows(OUTPUT), inputs.token_map, rows[OUTPUT]) if OUTPUT in rows else embed
     model_embed = embed.to(inputs.matrices[INPUT].dtype)  # what the body reads, in its own dtype
@@ -231,12 +237,11 @@ def fit_shared_direction(positions: ClassPositions, l2: float, keep: torch.Tenso
     return d
 
 
-def direction_nll(positions: ClassPositions, d: torch.Tensor, keep: torch.Tensor) -> float:
-    """Mean NLL per position of the kept positions with the new tokens' logits shifted by h·d."""
-    shift = positions.hidden[keep] @ d
-    shifted = positions.new_lse[keep] + shift
-    true = positions.true_logit[keep] + shift * positions.true_is_new[keep]
-    return float((torch.logaddexp(positions.old_lse[keep], shifted) - true).mean())
+def direction_nll(positions: ClassPositions, d: torch.Tensor | None, keep: torch.Tensor | None = None) -> float:
+    """Mean NLL per position (of the `keep` ones) with the new tokens' logits moved by h·d (None: unmoved)."""
+    hidden = positions.hidden if keep is None else positions.hidden[keep]
+    shift = hidden @ d if d is not None else torch.zeros(len(hidden), dtype=hidden.dtype)
+    return positions.shifted_nll(shift, keep) / max(1, len(hidden))
 
 
 def choose_l2(positions: ClassPositions) -> tuple[float, dict[str, object]]:
@@ -247,10 +252,9 @@ def choose_l2(positions: ClassPositions) -> tuple[float, dict[str, object]]:
         log.warning("calibration: fewer than %d documents to fit the shared direction on — it uses the strongest "
                     "L2 weight (%g) instead of choosing one", HELD_OUT_EVERY, L2_GRID[-1])
         return L2_GRID[-1], {"held_out_nll_before": None, "held_out_nll_by_l2": None}
-    zero = torch.zeros(positions.hidden.shape[1], dtype=positions.hidden.dtype)
     scores = {l2: direction_nll(positions, fit_shared_direction(positions, l2, ~held_out), held_out) for l2 in L2_GRID}
     return min(scores, key=scores.__getitem__), {
-        "held_out_nll_before": round(direction_nll(positions, zero, held_out), 4),
+        "held_out_nll_before": round(direction_nll(positions, None, held_out), 4),
         "held_out_nll_by_l2": {str(k): round(v, 4) for k, v in scores.items()}}
 
 
@@ -266,18 +270,17 @@ def apply_shared_direction(
         if not len(positions.along):
             log.warning("calibration: no target text to fit the shared direction on — skipped")
             return {"shared_direction": "skipped: no target text"}
-        everything = torch.ones(len(positions.along), dtype=torch.bool)
-        zero = torch.zeros(positions.hidden.shape[1], dtype=positions.hidden.dtype)
+        before = direction_nll(positions, None)
         if done == 0:
             l2, chosen_by = choose_l2(positions)
             report.update({"shared_direction_l2": l2, "shared_direction_positions": len(positions.along), **chosen_by,
-                           "nll_per_position_before": round(direction_nll(positions, zero, everything), 4)})
+                           "nll_per_position_before": round(before, 4)})
         d = fit_shared_direction(positions, l2)
         rows[name].add_(d.to(rows[name].dtype))
         report.setdefault("shared_direction_norms", []).append(round(float(d.norm()), 4))
-        report["nll_per_position_after"] = round(direction_nll(positions, d, everything), 4)
+        report["nll_per_position_after"] = round(direction_nll(positions, d), 4)
         log.info("calibration: shared direction, pass %d (L2 %g): NLL %.4f -> %.4f per position on %d", done + 1, l2,
-                 direction_nll(positions, zero, everything), report["nll_per_position_after"], len(positions.along))
+                 before, report["nll_per_position_after"], len(positions.along))
     return report
 
 
