@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer
 
 from langadapt.embeddings.config import AutoConfig, CalibrationConfig, EmbedConfig
 from langadapt.embeddings.registry import (
@@ -20,38 +19,13 @@ from langadapt.embeddings.registry import (
     method_names,
     unregister,
 )
-from langadapt.embeddings.surgery import INPUT, OUTPUT, embedding_matrices, resize_to_tokenizer, subtoken_mean
+from langadapt.embeddings.surgery import INPUT, OUTPUT, embedding_matrices, subtoken_mean
 from langadapt.errors import LangadaptError
 from langadapt.vocab.token_map import TokenMap
 from tests import tiny
-from tests.embeddings.helpers import extend_with_words
+from tests.embeddings.helpers import extend_with_words, extended, resized, shared_shift, texts_corpus
 
 FAST_DISTILL = {"steps": 6, "batch_size": 6, "english_batch_size": 2, "length": 24}
-
-
-def extended(model_dir: Path, out: Path) -> Path:
-    """A real Extended tokenizer (vocab stage) of ~100 new Basque tokens over the tiny model's vocabulary."""
-    from langadapt.vocab.base import BaseTokenizer
-    from langadapt.vocab.build import build_vocabulary, save_vocabulary
-
-    base = BaseTokenizer.load(str(model_dir))
-    vocabulary = build_vocabulary(base, iter(tiny.texts("eu", limit=400)), method="extended", vocab_size=700)
-    save_vocabulary(vocabulary, base, out)
-    return out
-
-
-def resized(model_dir: Path, tok_dir: Path, method: str | EmbedConfig, corpus: Corpus | None = None):
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    old = {k: v.clone() for k, v in embedding_matrices(model).items()}
-    tokenizer, new_tokenizer = AutoTokenizer.from_pretrained(model_dir), AutoTokenizer.from_pretrained(tok_dir)
-    token_map = TokenMap.load(tok_dir)
-    metrics = resize_to_tokenizer(model, tokenizer, new_tokenizer, token_map, method, seed=0, corpus=corpus)
-    return model, old, token_map, metrics
-
-
-def texts_corpus(limit: int = 300, probe: ProbeTexts | None = None) -> Corpus:
-    basque, english = tiny.texts("eu", limit=limit), tiny.texts("en", limit=limit)
-    return Corpus(lambda: iter(basque), lambda: iter(english), probe)
 
 
 def test_builtin_methods_are_discovered_and_a_new_one_is_one_function(tiny_llama: Path, tmp_path: Path) -> None:
@@ -79,10 +53,11 @@ def test_builtin_methods_are_discovered_and_a_new_one_is_one_function(tiny_llama
 def test_unknown_methods_and_options_fail_in_one_line() -> None:
     with pytest.raises(LangadaptError, match="'distil' is not an init method — did you mean 'distill'"):
         get_method("distil")
-    with pytest.raises(LangadaptError, match=r"embed\.options\.distill\.stepz: Extra inputs"):
+    with pytest.raises(LangadaptError, match=r"embed\.options\.distill: unknown key 'stepz' — did you mean 'steps'\?"):
         get_method("distill").parse_options({"stepz": 3})
-    with pytest.raises(LangadaptError, match=r"embed\.options\.convex\.dim: Input should be greater"):
-        get_method("convex").parse_options({"dim": 0})
+    with pytest.raises(LangadaptError, match=r"embed\.options\.convex: 'dim': input should be greater than or equal "
+                       r"to 2 \(got 0\); unknown key 'x'"):  # every problem, in one line
+        get_method("convex").parse_options({"dim": 0, "x": 1})
 
 
 def test_sparsemax_is_a_sparse_distribution() -> None:
@@ -233,45 +208,16 @@ def test_calibration_caps_new_logits_on_english_and_only_moves_new_rows(tiny_lla
     assert (held_after >= 0.9 - 1e-9).all()  # the cap holds at 90 % of the English positions for every row
 
 
-@dataclass
-class SharedShift:
-    """An untied tiny model resized with the mean, without and with one shared-shift calibration."""
-
-    plain: PreTrainedModel
-    model: PreTrainedModel
-    old: dict[str, torch.Tensor]
-    token_map: TokenMap
-    report: dict
-    shift: torch.Tensor  # each new output row minus its uncalibrated value (all alike)
-    inputs: InitInputs  # what class_positions reads, with the original model
-
-
-def shared_shift(model_dir: Path, tmp_path: Path, calibration: CalibrationConfig) -> SharedShift:
-    """Resize and calibrate; asserts what every shared shift keeps: kept rows, the input side, one shift."""
-    tok_dir = extended(model_dir, tmp_path / "tok")
-    corpus = texts_corpus()
-    plain, old, token_map, _ = resized(model_dir, tok_dir, "mean", corpus)
-    model, _, _, metrics = resized(model_dir, tok_dir, EmbedConfig(method="mean", calibration=calibration), corpus)
-    new = token_map.new_ids()
-    before, after = plain.lm_head.weight.detach(), model.lm_head.weight.detach()
-    assert torch.equal(after[: token_map.base_vocab_size], old[OUTPUT])
-    assert torch.equal(model.get_input_embeddings().weight, plain.get_input_embeddings().weight)
-    shift = after[new] - before[new]
-    assert torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-6)  # one common shift
-    inputs = InitInputs(old, token_map, new_tokenizer=AutoTokenizer.from_pretrained(tok_dir), model=plain,
-                        texts=corpus.texts, english=corpus.english)
-    return SharedShift(plain, model, old, token_map, metrics["calibration"], shift, inputs)
-
-
 def test_shared_offset_makes_the_new_tokens_class_share_match_the_text(tiny_llama: Path, tmp_path: Path) -> None:
     """Untied, so the fit is exact: after it, the resized model's own logits give Σ a·(P(new) − [new]) = 0
     on the fitted positions (the likelihood's stationarity in c), and one common shift moved every new
     output row while the input side and the kept rows stayed as they were."""
-    from langadapt.embeddings.calibrate import ClassPositions, class_positions
+    from langadapt.embeddings.positions import ClassPositions, class_positions
 
     calibration = CalibrationConfig(offset=False, shared_offset=True, target_documents=24, english_documents=8)
     run = shared_shift(tiny_llama, tmp_path, calibration)
     assert abs(run.report["shared_offset"]) > 0.05
+    assert torch.allclose(run.shift, run.shift[:1].expand_as(run.shift), atol=1e-6)  # one common shift
     new = run.token_map.new_ids()
 
     def positions_of(m) -> ClassPositions:
@@ -286,63 +232,12 @@ def test_shared_offset_makes_the_new_tokens_class_share_match_the_text(tiny_llam
     assert run.report["nll_per_position_after"] < run.report["nll_per_position_before"]
 
 
-def test_shared_direction_is_the_regularised_likelihood_optimum(tiny_llama: Path, tmp_path: Path) -> None:
-    """Untied: the resized model's own logits on the fitted positions satisfy the Newton fit's stationarity,
-    Σ h·(P(new) − [new]) + l2·n·s²·d = 0, with one vector d added to every new output row."""
-    from langadapt.embeddings.calibrate import L2_GRID, class_positions
-
-    calibration = CalibrationConfig(offset=False, shared_direction=True, target_documents=24, english_documents=8)
-    run = shared_shift(tiny_llama, tmp_path, calibration)
-    report = run.report
-    assert float(run.shift[0].norm()) > 1e-3 and report["shared_direction_l2"] in L2_GRID
-    by_l2 = report["held_out_nll_by_l2"]
-    assert by_l2[str(report["shared_direction_l2"])] == min(by_l2.values())
-    new = run.token_map.new_ids()
-    rows = {INPUT: run.model.get_input_embeddings().weight.detach()[new],
-            OUTPUT: run.model.lm_head.weight.detach()[new]}
-    fitted = class_positions(run.inputs, rows, calibration)  # the model's class odds with d already in
-    x, y = fitted.hidden, fitted.true_is_new.double()
-    p = torch.sigmoid(fitted.new_lse - fitted.old_lse)
-    gradient = x.T @ (p - y) + report["shared_direction_l2"] * len(x) * float(x.pow(2).mean()) * run.shift[0].double()
-    assert float(gradient.norm()) / float((x.T @ y).norm()) < 1e-4
-    assert report["nll_per_position_after"] < report["nll_per_position_before"]
-
-
-def test_tied_shared_direction_refits_on_what_the_model_then_reads(tiny_llama_tied: Path, tmp_path: Path) -> None:
-    """Tied, the shift moves the input rows too: each pass refits on the hidden states the shifted rows give;
-    kept rows stay bit-identical and the last pass lowers the NLL it was fitted on."""
-    tok_dir = extended(tiny_llama_tied, tmp_path / "tok")
-    calibration = CalibrationConfig(offset=False, shared_direction=True, direction_passes=2, target_documents=24,
-                                    english_documents=8)
-    corpus = texts_corpus()
-    plain, old, token_map, _ = resized(tiny_llama_tied, tok_dir, "mean", corpus)
-    model, _, _, metrics = resized(tiny_llama_tied, tok_dir, EmbedConfig(method="mean", calibration=calibration),
-                                   corpus)
-    report = metrics["calibration"]
-    assert len(report["shared_direction_norms"]) == 2 and report["tied"]
-    before, after = plain.get_input_embeddings().weight.detach(), model.get_input_embeddings().weight.detach()
-    assert torch.equal(after[: token_map.base_vocab_size], old[INPUT][: token_map.base_vocab_size])
-    new = token_map.new_ids()
-    shift = after[new] - before[new]
-    assert torch.allclose(shift, shift[:1].expand_as(shift), atol=1e-5) and torch.isfinite(after).all()
-    assert 0 < float(shift[0].norm()) <= sum(report["shared_direction_norms"]) + 1e-4  # d₁ + d₂
-
-
-def test_shared_direction_on_too_few_documents_takes_the_strongest_l2(tiny_llama: Path, tmp_path: Path) -> None:
-    from langadapt.embeddings.calibrate import L2_GRID
-
-    calibration = CalibrationConfig(offset=False, shared_direction=True, target_documents=2, english_documents=1)
-    run = shared_shift(tiny_llama, tmp_path, calibration)
-    assert run.report["shared_direction_l2"] == L2_GRID[-1] and run.report["held_out_nll_by_l2"] is None
-    assert torch.isfinite(run.shift).all()
-
-
 def test_one_shared_shift_at_a_time() -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="shared_offset and shared_direction both shift every new row"):
         CalibrationConfig(shared_offset=True, shared_direction=True)
-    from langadapt.embeddings.calibrate import class_positions
+    from langadapt.embeddings.positions import class_positions
 
     without_corpus = InitInputs({}, TokenMap.__new__(TokenMap))
     for key in ("shared_offset", "shared_direction"):

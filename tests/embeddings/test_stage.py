@@ -59,7 +59,7 @@ def test_validate_names_the_method_option_or_missing_corpus(tmp_path: Path, tiny
     with pytest.raises(LangadaptError, match=r"embed\.method 'covex' is not an init method — did you mean 'convex'"):
         checked(method="auto", auto={"methods": ["mean", "covex"]})
     with pytest.raises(
-        LangadaptError, match=r"embed\.options\.distill\.steps: Input should be greater than or equal to 1"
+        LangadaptError, match=r"embed\.options\.distill: 'steps': input should be greater than or equal to 1"
     ):
         checked(method="distill", options={"distill": {"steps": 0}})
     with pytest.raises(LangadaptError, match=r"embed\.options 'mea' is not an init method — did you mean 'mean'"):
@@ -133,5 +133,6 @@ def test_embed_verbs_take_a_calibration_section_as_json() -> None:
     assert (chosen.offset, chosen.shared_offset, chosen.target_documents) == (False, True, 128)
     with pytest.raises(LangadaptError, match=r"--calibration is not JSON .* e\.g\. '\{\"shared_offset\": true\}'"):
         _calibration("{shared_offset: true}", False)
-    with pytest.raises(LangadaptError, match=r"--calibration target_documents: Input should be greater than or equal"):
+    with pytest.raises(LangadaptError, match=r"--calibration: 'target_documents': input should be greater than or "
+                       r"equal"):
         _calibration('{"target_documents": 0}', False)

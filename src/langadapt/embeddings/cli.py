@@ -76,6 +76,7 @@ def _calibration(calibration: str | None, calibrate: bool) -> CalibrationConfig 
     """`--calibration` JSON, else the defaults under `--calibrate-output`, else none."""
     from pydantic import ValidationError
 
+    from langadapt.config import describe_errors
     from langadapt.embeddings.config import CalibrationConfig
     from langadapt.errors import LangadaptError
 
@@ -86,9 +87,7 @@ def _calibration(calibration: str | None, calibrate: bool) -> CalibrationConfig 
     except json.JSONDecodeError as exc:
         raise LangadaptError(f"--calibration is not JSON ({exc.msg}) — e.g. '{{\"shared_offset\": true}}'") from None
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise LangadaptError(f"--calibration {where}: {error['msg']}") from None
+        raise LangadaptError("--calibration: " + "; ".join(describe_errors(exc, CalibrationConfig))) from None
 
 
 def _corpus(corpus: list[Path] | None, english: list[Path] | None, text_field: str, english_field: str, probe: int):

@@ -22,8 +22,16 @@ class CalibrationConfig(Section):
         default=False, description="one logit offset for every new token, fitted by likelihood on target + English"
     )
     shared_direction: bool = Field(
-        default=False, description="one vector added to every new row (a context-dependent class offset), fitted "
-        "by L2-regularised likelihood on target + English; instead of shared_offset"
+        default=False, description="one vector added to the rows of each group of new tokens (a context-dependent "
+        "class offset), fitted by L2-regularised likelihood on target + English; instead of shared_offset"
+    )
+    direction_word_start: bool = Field(
+        default=False, description="shared direction: one for the new tokens that start a word (Ġ…/▁…), one for "
+        "those that continue one"
+    )
+    direction_clusters: int = Field(
+        default=1, ge=1, description="shared direction: split the new tokens (each side, with direction_word_start) "
+        "into this many clusters of similar rows, with a direction each"
     )
     direction_passes: int = Field(
         default=2, ge=1, description="tied: fits of the shared direction, each on what the model reads after the "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from pydantic import ValidationError
 
+from langadapt.config import describe_errors
 from langadapt.errors import LangadaptError
 from langadapt.registry import Registry
 from langadapt.schema import Section
@@ -109,9 +110,8 @@ class InitMethod:
         try:
             return self.options.model_validate(raw or {})
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"])
-            raise LangadaptError(f"embed.options.{self.name}.{where}: {error['msg']}") from None
+            problems = "; ".join(describe_errors(exc, self.options))
+            raise LangadaptError(f"embed.options.{self.name}: {problems}") from None
 
     def __call__(self, inputs: InitInputs, options: dict[str, Any] | Section | None = None) -> InitResult:
         result = self.fn(inputs, self.parse_options(options))
