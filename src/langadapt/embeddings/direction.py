@@ -1,20 +1,19 @@
-"""`embed.calibration.shared_direction`: a context-dependent class offset for groups of new tokens.
+"""`embed.calibration.shared_direction`: a context-dependent class offset for the new tokens.
 
 After the sub-token mean, the new tokens as a class are about as likely where the text goes on with an old
-token as where it goes on with a new one. Adding one vector d_g to the rows of every new token in group g
-moves that group's logits by h·d_g at a position with hidden state h: an offset that depends on the context
-(after an English word, a Russian word, the middle of a word). The groups:
+token as where it goes on with a new one. Adding one vector d to every new row moves the new tokens' logits
+by h·d at a position with hidden state h: an offset that depends on the context (after an English word, a
+Russian word, the middle of a word).
 
-- **word-initial vs continuation** tokens (`Ġ…`/`▁…` or not): one is likely after a finished word, the
-  other inside one, and a single d had to average the two;
-- each side split into `direction_clusters` clusters of similar rows (spherical k-means on the method's
-  rows), so that, e.g., case endings and stems get their own offset. A direction per token would be
-  per-token biases, which fit the corpus domain and lose out of it (`docs/benchmarks.md`); the clusters
-  are the regulariser, and the L2 weight is chosen on held-out documents.
+Optionally the new tokens are split into groups with a d_g each: word-initial vs continuation tokens
+(`direction_word_start`: `Ġ…`/`▁…` or not) and/or `direction_clusters` clusters of similar rows (spherical
+k-means on the method's rows). A direction per token would be per-token biases, which fit the corpus domain
+and lose out of it; groups sit in between, and measured they do too: more groups win in domain and lose
+out of it (`docs/benchmarks.md`), so the default is one direction.
 
 The fit is a multinomial logistic regression of "which group, if any, the next token is in" on h, with the
-model's own group log-odds as offsets: convex, solved by L-BFGS. Tied, d also moves the input rows, so it is
-refitted on what the model then reads (`direction_passes`).
+model's own group log-odds as offsets: convex, solved by L-BFGS, its L2 weight chosen on held-out documents.
+Tied, d also moves the input rows, so it is refitted on what the model then reads (`direction_passes`).
 """
 
 from __future__ import annotations
