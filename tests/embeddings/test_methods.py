@@ -237,6 +237,8 @@ def test_one_shared_shift_at_a_time() -> None:
 
     with pytest.raises(ValidationError, match="shared_offset and shared_direction both shift every new row"):
         CalibrationConfig(shared_offset=True, shared_direction=True)
+    with pytest.raises(ValidationError, match="direction_word_start and direction_clusters group the shared direct"):
+        CalibrationConfig(direction_clusters=4)
     from langadapt.embeddings.positions import class_positions
 
     without_corpus = InitInputs({}, TokenMap.__new__(TokenMap))

@@ -47,6 +47,9 @@ class CalibrationConfig(Section):
         if self.shared_offset and self.shared_direction:
             raise ValueError("shared_offset and shared_direction both shift every new row — keep one (the "
                              "direction contains the offset)")
+        if not self.shared_direction and (self.direction_word_start or self.direction_clusters != 1):
+            raise ValueError("direction_word_start and direction_clusters group the shared direction — set "
+                             "shared_direction: true, or remove them")
         return self
 
 
