@@ -29,7 +29,7 @@ from langadapt.embeddings.surgery import INPUT, OUTPUT
 
 log = logging.getLogger("langadapt.embed")
 
-L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # × n × the mean squared hidden-state entry (the data's scale)
+L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # × the mean squared hidden entry, per position
 HELD_OUT_EVERY = 5  # every 5th document scores the L2 weights
 WORD_MARKERS = ("Ġ", "▁")  # a space before the token: byte-level BPE and SentencePiece
 
@@ -95,9 +95,10 @@ def direction_nll(
     positions: ClassPositions, directions: torch.Tensor | None, keep: torch.Tensor | None = None
 ) -> float:
     """Mean NLL per position (of the `keep` ones) with group g's logits moved by h·d_g (None: unmoved)."""
-    hidden = positions.hidden if keep is None else positions.hidden[keep]
+    scored = positions if keep is None else positions.subset(keep)
+    hidden = scored.hidden
     shift = hidden @ directions.T if directions is not None else torch.zeros(len(hidden), 1, dtype=hidden.dtype)
-    return float(positions.shifted_nll(shift, keep).mean()) if len(hidden) else 0.0
+    return float(scored.shifted_nll(shift).mean()) if len(hidden) else 0.0
 
 
 def choose_l2(positions: ClassPositions) -> tuple[float, dict[str, object]]:

@@ -60,15 +60,13 @@ class ClassPositions:
         """Σ NLL with every new logit moved by the shared offset c·a."""
         return float(self.shifted_nll((c * self.along)[:, None]).sum())
 
-    def shifted_nll(self, shift: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """NLL per position (the `keep` ones) with each group's new logits moved by `shift` (positions × groups,
-        or × 1 for one shift of every new token); differentiable in `shift`."""
-        pick = slice(None) if keep is None else keep
+    def shifted_nll(self, shift: torch.Tensor) -> torch.Tensor:
+        """NLL per position with each group's new logits moved by `shift` (positions × groups, or × 1 for one
+        shift of every new token); differentiable in `shift`."""
         shift = shift.expand(-1, self.group_lse.shape[1])
-        group = self.true_group[pick]
-        true_shift = shift.gather(1, group.clamp_min(0)[:, None])[:, 0] * (group >= 0)
-        lse = torch.logsumexp(torch.cat([self.old_lse[pick, None], self.group_lse[pick] + shift], 1), 1)
-        return lse - self.true_logit[pick] - true_shift
+        true_shift = shift.gather(1, self.true_group.clamp_min(0)[:, None])[:, 0] * self.true_is_new
+        lse = torch.logsumexp(torch.cat([self.old_lse[:, None], self.group_lse + shift], 1), 1)
+        return lse - self.true_logit - true_shift
 
 
 def class_positions(
