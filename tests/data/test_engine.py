@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
 
 from langadapt.data.config import DataConfig
 from langadapt.data.corpus import corpus_file, read_texts
+from langadapt.data.engine import ForkingExecutor
 from langadapt.data.ingest import ingest_corpus
 from langadapt.data.steps import Normalizer
 from langadapt.errors import LangadaptError
@@ -122,3 +125,31 @@ def test_ray_local_mode(tmp_path: Path, basque_texts: list[str]) -> None:
     local = run(corpus(tmp_path, basque_texts, {"workers": 2}), tmp_path / "local", tmp_path / "local-work")
     assert report["sources"] == local["sources"]
     assert corpus_file(tmp_path / "out", "eu").read_bytes() == corpus_file(tmp_path / "local", "eu").read_bytes()
+
+
+class RecordRank(PipelineStep):
+    """Appends the rank it runs for to a file (the order the executor started the ranks in)."""
+
+    name = "record"
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with self.path.open("a") as handle:
+            handle.write(f"{rank}\n")
+        return
+        yield
+
+
+def test_local_ranks_start_in_the_given_order_and_a_rerun_keeps_it(tmp_path: Path) -> None:
+    log = tmp_path / "ranks.txt"
+    ForkingExecutor([RecordRank(log)], tasks=4, workers=1, logging_dir=str(tmp_path / "logs"), order=[2, 0, 3, 1]).run()
+    assert log.read_text().split() == ["2", "0", "3", "1"]
+    (tmp_path / "logs" / "completions" / "00000").unlink()
+    (tmp_path / "logs" / "completions" / "00003").unlink()
+    ForkingExecutor([RecordRank(log)], tasks=4, workers=1, logging_dir=str(tmp_path / "logs"), order=[2, 0, 3, 1]).run()
+    assert log.read_text().split()[4:] == ["0", "3"]
+    ForkingExecutor([RecordRank(log)], tasks=3, workers=2, logging_dir=str(tmp_path / "two"), order=[1, 2, 0]).run()
+    assert sorted(log.read_text().split()[6:]) == ["0", "1", "2"]

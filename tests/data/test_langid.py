@@ -85,10 +85,29 @@ def test_a_repeated_text_is_identified_once_and_counted_for_its_detector() -> No
     texts = ["Gorde aldaketak", "Click the button to save the document you are editing now."]
     first = identifier.identify(texts)
     calls: list[str] = []
-    real = identifier._decide
-    identifier._answer.compute = lambda text: calls.append(text) or real(text)
+    real = identifier._detect
+    identifier._detect = lambda detector, text: calls.append(text) or real(detector, text)
     assert identifier.identify(texts * 3) == first * 3 and calls == []
     assert identifier.decided_by == {"lingua": 4, "fasttext": 4, "script": 0}  # per document, as without the memo
+
+
+def test_a_batch_runs_detector_by_detector_and_answers_as_one_by_one(
+    basque_texts: list[str], english_texts: list[str]
+) -> None:
+    texts = [*basque_texts[:60], *english_texts[:60], "Нажмите OK", "Выберите текст.", basque_texts[0], "12 345"]
+    alone = LanguageIdentifier(["eu", "en", "lt", "ru"], "cascade")
+    expected = [alone.identify([text])[0] for text in texts]
+    batched = LanguageIdentifier(["eu", "en", "lt", "ru"], "cascade")
+    calls: list[tuple[str, str]] = []
+    real = batched._detect
+    batched._detect = lambda detector, text: calls.append((detector, text)) or real(detector, text)
+    found = batched.identify(texts)
+    assert [code for code, _ in found] == [code for code, _ in expected] and batched.decided_by == alone.decided_by
+    # lingua's confidence for one text can differ in the last bit from one call to the next
+    assert [confidence for _, confidence in found] == pytest.approx([c for _, c in expected], rel=1e-12)
+    detectors = [detector for detector, _ in calls]
+    assert detectors == sorted(detectors, key=["script", "fasttext", "lingua"].index)  # one model at a time
+    assert detectors.count("script") == len(set(texts)) and {"fasttext", "lingua"} <= set(detectors)
 
 
 def test_glotlid_style_labels_and_a_user_model(tmp_path: Path) -> None:

@@ -23,3 +23,15 @@ def test_a_full_memo_forgets_everything_and_starts_again() -> None:
     assert [memo(k) for k in [1, 2, 1, 3, 1, 2]] == [2, 4, 2, 6, 2, 4]
     assert calls == [1, 2, 3, 1, 2]  # 3 found it full: 1 and 2 are computed again
     assert len(memo._answers) <= 2
+
+
+def test_batch_use_stores_what_is_missing_and_forgets_before_passing_the_limit() -> None:
+    memo: Memo[str, int] = Memo(limit=4)
+    assert memo.missing(["a", "b", "a", "c"]) == ["a", "b", "c"]  # distinct, first-seen order
+    for key in ("a", "b", "c"):
+        memo.store(key, len(key))
+    assert memo.missing(["c", "a"]) == [] and memo["a"] == 1
+    assert memo.missing(["a", "d"]) == ["d"]  # 3 + 1 fits the limit
+    memo.store("d", 1)
+    assert memo.missing(["a", "e"]) == ["a", "e"]  # 4 + 1 would not: all forgotten, both missing
+    assert len(memo._answers) == 0

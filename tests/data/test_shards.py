@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from langadapt.data import shards
 from langadapt.data.config import DataConfig, SourceConfig
-from langadapt.data.shards import Part, plan_shards, split_part
+from langadapt.data.shards import (
+    BYTES_PER_DOCUMENT,
+    Part,
+    PartSize,
+    costliest_first,
+    part_size,
+    plan_shards,
+    split_part,
+)
 from langadapt.data.sources import ReadStats, iter_documents, read_part
 
 
@@ -83,3 +92,49 @@ def test_plan_order_and_capped_sources(tmp_path: Path, basque_texts: list[str]) 
     (capped,) = [s for s in plan if s.source == "capped"]
     assert len(capped.parts) == 3 and capped.stop_after == 10  # one reader, in order, that stops early
     assert plan_shards(cfg, shard_mb=0.01) == plan
+
+
+@pytest.mark.parametrize("name", ["docs.jsonl", "docs.jsonl.gz", "docs.txt"])
+def test_part_size_counts_bytes_and_documents(tmp_path: Path, basque_texts: list[str], name: str) -> None:
+    texts = [t.replace("\n", " ") for t in basque_texts[:300]]
+    path = tmp_path / name
+    if name.endswith(".txt"):
+        path.write_text("\n".join(texts), encoding="utf-8")  # no newline after the last line: still a line
+    else:
+        write_jsonl(path, texts)
+    raw = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+    size = part_size(Part(str(path), "jsonl"), "text", "src")
+    assert size == PartSize(len(raw), 300) and size.cost == 300 + len(raw) / BYTES_PER_DOCUMENT
+
+
+def test_a_large_file_is_sized_from_its_first_bytes(
+    tmp_path: Path, basque_texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [t.replace("\n", " ") for t in basque_texts[:2000]]
+    path = write_jsonl(tmp_path / "big.jsonl", texts * 4)
+    monkeypatch.setattr(shards, "_PROBE", 65_536)
+    monkeypatch.setattr(shards, "_READ", 65_536)  # one read: a tenth of the file
+    whole = path.stat().st_size
+    assert whole > 10 * 65_536
+    size = part_size(Part(str(path), "jsonl"), "text", "src")
+    assert size.bytes == pytest.approx(whole, rel=1e-6) and size.documents == pytest.approx(8000, rel=0.2)
+    assert size.documents != 8000  # estimated from the first read, not counted
+
+
+def test_shard_costs_split_their_file_and_dense_shards_go_first(tmp_path: Path, basque_texts: list[str]) -> None:
+    long = [t for t in basque_texts if len(t) > 200][:300]
+    write_jsonl(tmp_path / "long.jsonl", long)
+    write_jsonl(tmp_path / "short.jsonl", [f"Lerroa {i}" for i in range(6000)])  # many short documents
+    write_jsonl(tmp_path / "dev.jsonl", long[:20])
+    cfg = DataConfig(sources={"long": {"path": str(tmp_path / "long.jsonl")},
+                              "short": {"path": str(tmp_path / "short.jsonl")}},
+                     eval_sources={"dev": {"path": str(tmp_path / "dev.jsonl")}})
+    plan = plan_shards(cfg, shard_mb=0.03)
+    for source in ("long", "short"):
+        whole = part_size(Part(str(tmp_path / f"{source}.jsonl"), "jsonl"), "text", source)
+        assert sum(s.cost for s in plan if s.source == source) == pytest.approx(whole.cost)
+    order = costliest_first(plan)
+    assert sorted(order) == list(range(len(plan)))
+    assert [plan[r].cost for r in order] == sorted((s.cost for s in plan), reverse=True)
+    assert plan[order[0]].source == "short" and plan[order[-1]].source == "dev"
+    assert [s.index for s in plan] == list(range(len(plan)))  # the plan itself stays in reading order

@@ -62,14 +62,18 @@ def _run_forked_rank(rank: int) -> PipelineStats:
 
 
 class ForkingExecutor(LocalPipelineExecutor):
-    """datatrove's `LocalPipelineExecutor`, its ranks run by forked workers that fail loudly."""
+    """datatrove's `LocalPipelineExecutor`, its ranks run by forked workers that fail loudly, started in
+    `order` (default: rank order); a worker takes the next rank as soon as it is free."""
 
-    def __init__(self, pipeline: list[PipelineStep], tasks: int, workers: int, logging_dir: str):
+    def __init__(self, pipeline: list[PipelineStep], tasks: int, workers: int, logging_dir: str,
+                 order: Sequence[int] | None = None):
         super().__init__(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, start_method="fork")
+        self.order = list(order) if order is not None else list(range(tasks))
+        assert sorted(self.order) == list(range(tasks)), "order lists each rank once"
 
     def run(self) -> PipelineStats:
         global _FORKED
-        ranks = self.get_incomplete_ranks(range(self.tasks))
+        ranks = self.get_incomplete_ranks(self.order)
         if self.workers == 1 or len(ranks) <= 1:
             results = []
             for rank in ranks:
@@ -114,10 +118,12 @@ class Engine:
             (self.logs(phase) / "completions" / f"{rank:05d}").unlink(missing_ok=True)
 
     def run(self, phase: str, pipeline: list[PipelineStep], tasks: int, workers: int | None = None,
-            prepare: Callable[[], object] | None = None) -> None:
+            prepare: Callable[[], object] | None = None, order: Sequence[int] | None = None) -> None:
         """Run `pipeline` on ranks 0..tasks-1 (those not already complete); an error names the failed phase.
 
-        `prepare` loads models in this process before local workers fork, so they share them."""
+        `prepare` loads models in this process before local workers fork, so they share them. `order` is
+        the order local workers start the ranks in (costliest first cuts the tail); Slurm and Ray schedule
+        array tasks themselves."""
         workers = min(workers or self.workers, tasks)
         start = time.perf_counter()
         logging_dir = str(self.logs(phase))
@@ -125,7 +131,7 @@ class Engine:
             if self.cfg.kind == "local":
                 if prepare is not None:
                     prepare()
-                ForkingExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir).run()
+                ForkingExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, order=order).run()
             elif self.cfg.kind == "slurm":
                 self._run_slurm(phase, pipeline, tasks, workers, logging_dir)
             else:

@@ -36,7 +36,7 @@ from langadapt.data.dedup import EXACT_LAYOUT, BandCollisions, plan_band_tasks
 from langadapt.data.engine import Engine
 from langadapt.data.langid import LanguageIdentifier
 from langadapt.data.reports import SourceReport, source_reports, step_counters, throughput
-from langadapt.data.shards import Shard, plan_shards
+from langadapt.data.shards import Shard, costliest_first, plan_shards
 from langadapt.data.steps import (
     CorpusWriter,
     DuplicateFilter,
@@ -120,7 +120,7 @@ class CorpusRun:
         start = time.perf_counter()
         first = True
         while True:
-            self.engine.run("process", self._process_pipeline(), len(self.plan),
+            self.engine.run("process", self._process_pipeline(), len(self.plan), order=costliest_first(self.plan),
                             prepare=self.identifier.load if self.identifier else None)
             if first:
                 self._check_language_removal()
@@ -133,7 +133,8 @@ class CorpusRun:
             self._raise_caps(short)
         quotas = {s.index: self.cfg.sources[s.source].max_documents for s in self.plan if s.stop_after is not None}
         self.engine.run("write", [SurvivorReader(self.work), DuplicateFilter(self.work, quotas),
-                                  CorpusWriter(self.work, self.tokenizer)], len(self.plan))
+                                  CorpusWriter(self.work, self.tokenizer)], len(self.plan),
+                        order=costliest_first(self.plan))
         if out is not None:
             self._merge(Path(out))
         return self._report(time.perf_counter() - start)

@@ -10,6 +10,10 @@ order), and that order is what "first occurrence" means for dedup and `max_docum
 - Parquet: groups of row groups; a `datasets` folder: ranges of rows.
 - Paragraph text files, hub datasets and sources with `max_documents`: one shard (a capped source stops
   reading once it has enough documents, which needs one reader in order).
+
+Each shard carries an estimated `cost` so the local executor can start the costliest first (longest
+processing time first): with shards run in reading order, a source of many short documents at the end of
+the config leaves one worker finishing it while the others wait. The order never changes the output.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from langadapt.data.sources import Part, is_hub_source, load_arrow, source_parts
 MB = 1_000_000
 AUTO_SHARDS = 64
 MIN_SHARD, MAX_SHARD = 1 * MB, 64 * MB
-_GZIP_PROBE = 4 * MB  # compressed bytes decompressed to estimate a .gz file's size
+_PROBE = 4 * MB  # bytes read (compressed bytes for .gz) to estimate a large file's size and line count
+_READ = 1 << 20  # bytes per read while probing
+BYTES_PER_DOCUMENT = 200  # cost model: a document's fixed cost (language ID, plumbing) ≈ that of 200 bytes
 
 
 @dataclass(frozen=True)
@@ -41,39 +47,73 @@ class Shard:
     hub: bool = False
     stop_after: int | None = None
     read_limit: int | None = None
+    cost: float = 0.0  # estimated documents + bytes / BYTES_PER_DOCUMENT; orders the tasks, nothing else
+
+
+@dataclass(frozen=True)
+class PartSize:
+    """A whole file's (decompressed) bytes and documents (lines or rows), estimated for large files."""
+
+    bytes: int
+    documents: int
+
+    @property
+    def cost(self) -> float:
+        return self.documents + self.bytes / BYTES_PER_DOCUMENT
 
 
 def plan_shards(cfg: DataConfig, shard_mb: float | None = None) -> list[Shard]:
     """Every eval and training source's shards, in reading order."""
     groups = [(True, cfg.eval_sources), (False, cfg.sources)]
     parts: dict[tuple[bool, str], list[Part]] = {}
-    sizes: dict[Part, int] = {}
+    sizes: dict[Part, PartSize] = {}
     for is_eval, sources in groups:
         for name, source in sources.items():
             parts[is_eval, name] = [] if is_hub_source(source) else source_parts(source, name)
-            sizes.update((part, part_bytes(part, source.text_field, name)) for part in parts[is_eval, name])
-    total = sum(sizes.values())
+            sizes.update((part, part_size(part, source.text_field, name)) for part in parts[is_eval, name])
+    total = sum(size.bytes for size in sizes.values())
     shard_bytes = shard_mb * MB if shard_mb else min(MAX_SHARD, max(MIN_SHARD, total / AUTO_SHARDS))
     shards: list[Shard] = []
     for is_eval, sources in groups:
         for name, source in sources.items():
-            for pieces in _source_pieces(source, parts[is_eval, name], sizes, shard_bytes):
+            for pieces, cost in _source_pieces(source, parts[is_eval, name], sizes, shard_bytes):
                 shards.append(Shard(
                     index=len(shards), source=name, eval=is_eval, parts=pieces, hub=is_hub_source(source),
                     stop_after=source.max_documents if not is_eval else None,
-                    read_limit=source.max_documents if is_eval else None,
+                    read_limit=source.max_documents if is_eval else None, cost=cost,
                 ))
     return shards
 
 
+def costliest_first(plan: list[Shard]) -> list[int]:
+    """Shard indices by decreasing estimated cost, ties in reading order (a hub stream's cost is unknown:
+    it goes first)."""
+    return sorted(range(len(plan)), key=lambda rank: (-plan[rank].cost, rank))
+
+
+def piece_cost(piece: Part, size: PartSize) -> float:
+    """The share of its file's cost a piece holds: by bytes or rows, by row groups for parquet."""
+    if piece.fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        groups = pq.ParquetFile(piece.path).metadata.num_row_groups
+        span, whole = (piece.end if piece.end is not None else groups) - piece.start, groups
+    else:
+        whole = size.documents if piece.fmt == "arrow" else size.bytes
+        span = (piece.end if piece.end is not None else whole) - piece.start
+    return size.cost * min(1.0, max(0.0, span / whole)) if whole > 0 else size.cost
+
+
 def _source_pieces(
-    source: SourceConfig, parts: list[Part], sizes: dict[Part, int], shard_bytes: float
-) -> list[tuple[Part, ...]]:
-    if not parts:  # a hub dataset: one streaming reader
-        return [()]
+    source: SourceConfig, parts: list[Part], sizes: dict[Part, PartSize], shard_bytes: float
+) -> list[tuple[tuple[Part, ...], float]]:
+    """The source's shards, each as (its parts, its estimated cost)."""
+    if not parts:  # a hub dataset: one streaming reader of unknown cost
+        return [((), math.inf)]
     if source.max_documents is not None:
-        return [tuple(parts)]
-    return [(piece,) for part in parts for piece in split_part(part, sizes[part], shard_bytes)]
+        return [(tuple(parts), sum(sizes[part].cost for part in parts))]
+    return [((piece,), piece_cost(piece, sizes[part]))
+            for part in parts for piece in split_part(part, sizes[part].bytes, shard_bytes)]
 
 
 def split_part(part: Part, size: int, shard_bytes: float) -> list[Part]:
@@ -94,26 +134,29 @@ def split_part(part: Part, size: int, shard_bytes: float) -> list[Part]:
             for i, (start, end) in enumerate(itertools.pairwise(bounds))]
 
 
-def part_bytes(part: Part, text_field: str, name: str) -> int:
-    """The (decompressed) size of a whole file, estimated for large `.gz` files from their first 4 MB."""
+def part_size(part: Part, text_field: str, name: str) -> PartSize:
+    """The (decompressed) size and document count of a whole file; estimated from the first 4 MB (of
+    compressed bytes for `.gz`) when the file is larger."""
     path = Path(part.path)
     if part.fmt == "parquet":
         import pyarrow.parquet as pq
 
         metadata = pq.ParquetFile(path).metadata
-        return sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        return PartSize(size, metadata.num_rows)
     if part.fmt == "arrow":
-        return int(load_arrow(path, text_field, name).data.nbytes)
-    if not path.name.endswith(".gz"):
-        return path.stat().st_size
-    compressed = path.stat().st_size
-    with path.open("rb") as raw, gzip.GzipFile(fileobj=raw) as unzipped:
-        out = 0
-        while chunk := unzipped.read(1 << 20):
-            out += len(chunk)
-            if raw.tell() >= _GZIP_PROBE:
-                return int(out * compressed / raw.tell())
-    return out
+        table = load_arrow(path, text_field, name)
+        return PartSize(int(table.data.nbytes), table.num_rows)
+    on_disk = path.stat().st_size
+    with path.open("rb") as raw, (gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw) as reader:
+        out = lines = 0
+        last = b"\n"
+        while chunk := reader.read(_READ):
+            out, lines, last = out + len(chunk), lines + chunk.count(b"\n"), chunk[-1:]
+            if _PROBE <= raw.tell() < on_disk:
+                scale = on_disk / raw.tell()
+                return PartSize(int(out * scale), int(lines * scale))
+    return PartSize(out, lines + (last != b"\n"))  # a last line without its newline counts too
 
 
 def _row_group_pieces(part: Part, shard_bytes: float) -> list[Part]:
