@@ -159,16 +159,18 @@ def langid() -> str:
     from langadapt.data.langid import LanguageIdentifier
 
     codes = ["en", "eu", "lt", "ru"]
-    backends = {"lingua": {}, "fasttext": {}, "cascade": {}, "cascade, lingua below 0 chars": {"lingua_below_chars": 0}}
+    backends = {"lingua": ("lingua", {}), "fasttext": ("fasttext", {}),
+                "cascade (lingua below 20 chars)": ("cascade", {"lingua_below_chars": 20}),
+                "cascade (default)": ("cascade", {})}
     files = [(f"{lang} train", path, lang) for lang, path in TRAIN.items()] + [
         (f"{lang} ood", p, lang) for lang, p in OOD.items()
     ]
     rows = []
-    for label, path, lang in files:
+    for file_label, path, lang in files:
         target, english = cleaned(path, lang), cleaned(path, "en")
         recall_lingua = None
-        for backend, options in backends.items():
-            identifier = LanguageIdentifier(codes, backend.split(",")[0], **options).load()
+        for label, (backend, options) in backends.items():
+            identifier = LanguageIdentifier(codes, backend, **options).load()
             start = time.perf_counter()
             found = identifier.identify(target)
             seconds = time.perf_counter() - start
@@ -178,7 +180,7 @@ def langid() -> str:
             recall = kept / len(target)
             recall_lingua = recall if backend == "lingua" else recall_lingua
             lingua_share = identifier.decided_by["lingua"] / max(1, sum(identifier.decided_by.values()))
-            rows.append([label, backend, len(target), round(recall, 4), round(recall / recall_lingua, 4),
+            rows.append([file_label, label, len(target), round(recall, 4), round(recall / recall_lingua, 4),
                          round(1 - wrong / len(english), 4), round(kept / max(1, kept + wrong), 4),
                          round(seconds / len(target) * 1e6, 1), round(lingua_share, 3)])
             print(rows[-1], flush=True)
