@@ -16,6 +16,7 @@ from langadapt.data.shards import (
     PartSize,
     costliest_first,
     part_size,
+    piece_cost,
     plan_shards,
     split_part,
 )
@@ -73,6 +74,9 @@ def test_parquet_is_cut_by_row_groups(tmp_path: Path) -> None:
     whole = Part(str(tmp_path / "d.parquet"), "parquet")
     parts = split_part(whole, 1000, 300)
     assert 2 < len(parts) <= 10 and read_pieces(parts, SourceConfig(path=str(tmp_path / "d.parquet"))) == texts
+    size = part_size(whole, "text", "src")
+    assert (size.documents, size.units) == (100, 10)  # rows; row groups, what a parquet piece's start/end count
+    assert sum(piece_cost(part, size) for part in parts) == pytest.approx(size.cost)
 
 
 def test_plan_order_and_capped_sources(tmp_path: Path, basque_texts: list[str]) -> None:
@@ -104,7 +108,7 @@ def test_part_size_counts_bytes_and_documents(tmp_path: Path, basque_texts: list
         write_jsonl(path, texts)
     raw = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
     size = part_size(Part(str(path), "jsonl"), "text", "src")
-    assert size == PartSize(len(raw), 300) and size.cost == 300 + len(raw) / BYTES_PER_DOCUMENT
+    assert size == PartSize(len(raw), 300, len(raw)) and size.cost == 300 + len(raw) / BYTES_PER_DOCUMENT
 
 
 def test_a_large_file_is_sized_from_its_first_bytes(

@@ -52,10 +52,12 @@ class Shard:
 
 @dataclass(frozen=True)
 class PartSize:
-    """A whole file's (decompressed) bytes and documents (lines or rows), estimated for large files."""
+    """A whole file's (decompressed) bytes and documents (lines or rows), estimated for large files, and
+    `units`: how many of what a `Part`'s start/end count (bytes; rows for arrow; row groups for parquet)."""
 
     bytes: int
     documents: int
+    units: int
 
     @property
     def cost(self) -> float:
@@ -92,16 +94,11 @@ def costliest_first(plan: list[Shard]) -> list[int]:
 
 
 def piece_cost(piece: Part, size: PartSize) -> float:
-    """The share of its file's cost a piece holds: by bytes or rows, by row groups for parquet."""
-    if piece.fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        groups = pq.ParquetFile(piece.path).metadata.num_row_groups
-        span, whole = (piece.end if piece.end is not None else groups) - piece.start, groups
-    else:
-        whole = size.documents if piece.fmt == "arrow" else size.bytes
-        span = (piece.end if piece.end is not None else whole) - piece.start
-    return size.cost * min(1.0, max(0.0, span / whole)) if whole > 0 else size.cost
+    """The share of its file's cost a piece holds: its share of the file's bytes, rows or row groups."""
+    if size.units <= 0:
+        return size.cost
+    span = (piece.end if piece.end is not None else size.units) - piece.start
+    return size.cost * min(1.0, max(0.0, span / size.units))
 
 
 def _source_pieces(
@@ -143,10 +140,10 @@ def part_size(part: Part, text_field: str, name: str) -> PartSize:
 
         metadata = pq.ParquetFile(path).metadata
         size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
-        return PartSize(size, metadata.num_rows)
+        return PartSize(size, metadata.num_rows, metadata.num_row_groups)
     if part.fmt == "arrow":
         table = load_arrow(path, text_field, name)
-        return PartSize(int(table.data.nbytes), table.num_rows)
+        return PartSize(int(table.data.nbytes), table.num_rows, table.num_rows)
     on_disk = path.stat().st_size
     with path.open("rb") as raw, (gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw) as reader:
         out = lines = 0
@@ -155,8 +152,8 @@ def part_size(part: Part, text_field: str, name: str) -> PartSize:
             out, lines, last = out + len(chunk), lines + chunk.count(b"\n"), chunk[-1:]
             if _PROBE <= raw.tell() < on_disk:
                 scale = on_disk / raw.tell()
-                return PartSize(int(out * scale), int(lines * scale))
-    return PartSize(out, lines + (last != b"\n"))  # a last line without its newline counts too
+                return PartSize(int(out * scale), int(lines * scale), int(out * scale))
+    return PartSize(out, lines + (last != b"\n"), out)  # a last line without its newline counts too
 
 
 def _row_group_pieces(part: Part, shard_bytes: float) -> list[Part]:
