@@ -80,9 +80,17 @@ class FakeChatServer:
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self._open = True
                 try:
                     self._answer(body, action)
                 finally:
+                    self._leave()
+
+            def _leave(self) -> None:
+                """The request stops counting as in flight before its reply is written: once the client
+                has the reply it may send the next one, which must not overlap this one in the count."""
+                if getattr(self, "_open", False):
+                    self._open = False
                     with server._lock:
                         server.in_flight -= 1
 
@@ -98,16 +106,17 @@ class FakeChatServer:
                     self._send(200, {"unexpected": True})
                 else:
                     text = server.reply(body)
+                    with server._lock:  # counted before the reply goes out, as in_flight is
+                        server.answered += 1
                     self._send(200, {
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
                         "usage": {"prompt_tokens": len(last_user_text(body).split()),
                                   "completion_tokens": len(text.split())},
                     })
-                    with server._lock:
-                        server.answered += 1
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
+                self._leave()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
