@@ -98,6 +98,13 @@ def input_mb(copies: Path | None) -> float:
     )
 
 
+def marginal_mb_per_s(single: dict, double: dict, sizes: dict[int, float]) -> float:
+    """MB/s of the extra input alone (2× run minus 1× run): the rate once the fixed cost (imports, model
+    loads, the plan, process start-up) is paid, which is what a corpus of many GB runs at. The fixed
+    cost is the 1× time minus its input at that rate."""
+    return (sizes[2] - sizes[1]) / (double["seconds"] - single["seconds"])
+
+
 REPEATS = 3  # the machine is shared: each figure is the fastest of this many fresh runs
 
 
@@ -127,18 +134,23 @@ def throughput() -> str:
     rows = []
     base = results["old", 1, False]["seconds"]
     one = results["new", 1, False]["seconds"]
+    marginal_one = marginal_mb_per_s(results["new", 1, False], results["new", 1, True], sizes)
     for kind, workers in (("old", 1), ("new", 1), ("new", 2)):
         single, double = results[kind, workers, False], results[kind, workers, True]
+        marginal = marginal_mb_per_s(single, double, sizes)
+        fixed = single["seconds"] - sizes[1] / marginal
         rows.append([
             f"{'old (one process)' if kind == 'old' else 'datatrove'} ×{workers}", round(sizes[1], 2),
             round(single["seconds"], 2), round(sizes[1] / single["seconds"], 3), round(base / single["seconds"], 2),
             round(one / single["seconds"], 2) if kind == "new" else "", single["kept"],
             round(single["parent_mib"]), round(single["worker_mib"]) if kind == "new" else "",
             round(double["parent_mib"]), round(double["worker_mib"]) if kind == "new" else "",
-            round(sizes[2] / double["seconds"], 3), double["kept"],
+            round(sizes[2] / double["seconds"], 3), double["kept"], round(fixed, 2), round(marginal, 3),
+            round(marginal / marginal_one, 2) if kind == "new" else "",
         ])
     header = ["pipeline", "input MB", "s", "MB/s", "× old", "× 1 worker", "kept", "parent MiB", "worker MiB",
-              "parent MiB (2×)", "worker MiB (2×)", "MB/s (2×)", "kept (2×)"]
+              "parent MiB (2×)", "worker MiB (2×)", "MB/s (2×)", "kept (2×)", "fixed s", "MB/s beyond fixed",
+              "× 1 worker beyond fixed"]
     steps = [[name, step["seconds"], step["documents"], step["mb_per_s"], step["docs_per_s"]]
              for name, step in results["new", 1, False]["steps"].items()]
     return markdown_table(header, rows) + "\n\nSteps of the fastest 1-worker run (core-seconds):\n\n" + markdown_table(

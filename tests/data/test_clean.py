@@ -72,6 +72,9 @@ def test_length_filters() -> None:
 def test_non_letter_share() -> None:
     assert non_letter_share("ab 12") == pytest.approx(2 / 4)
     assert non_letter_share("  ") == 1.0
+    text = "Kaixo, mundua! 2024-an\u00a0\u00e9\u0301 <b>x</b>\n\tez"  # NBSP, a combining mark, markup, tab
+    per_char = 1.0 - sum(map(str.isalpha, text)) / (len(text) - sum(map(str.isspace, text)))
+    assert non_letter_share(text) == non_letter_share(text, text.split()) == per_char
     cleaner = only(max_non_letter_share=0.4)
     assert cleaner.rejection("1 in = 2,54 cm") == "non_letter_share"  # 6 of 10 visible characters
     assert cleaner.rejection("Hautatu testua") is None

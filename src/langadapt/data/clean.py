@@ -42,12 +42,17 @@ def normalize_whitespace(text: str) -> str:
     return _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
 
 
-def non_letter_share(text: str) -> float:
-    """Share of the non-space characters that are not letters (digits, punctuation, symbols, markup)."""
-    visible = len(text) - sum(map(str.isspace, text))
+def non_letter_share(text: str, words: list[str] | None = None) -> float:
+    """Share of the non-space characters that are not letters (digits, punctuation, symbols, markup).
+
+    Counted over `words` (`text.split()`, which the filters have already made): a word of letters only is
+    counted by its length, so most words need no per-character look."""
+    words = text.split() if words is None else words
+    visible = sum(map(len, words))
     if not visible:
         return 1.0
-    return 1.0 - sum(map(str.isalpha, text)) / visible
+    letters = sum(len(word) if word.isalpha() else sum(map(str.isalpha, word)) for word in words)
+    return 1.0 - letters / visible
 
 
 def duplicate_line_shares(text: str) -> tuple[float, float]:
@@ -87,7 +92,7 @@ def build_filters(cfg: CleanConfig) -> list[Filter]:
         filters.append(Filter("min_words", lambda text, words: len(words) < cfg.min_words))
     if cfg.max_non_letter_share is not None:
         limit = cfg.max_non_letter_share
-        filters.append(Filter("non_letter_share", lambda text, words: non_letter_share(text) > limit))
+        filters.append(Filter("non_letter_share", lambda text, words: non_letter_share(text, words) > limit))
     if cfg.max_duplicate_line_share is not None or cfg.max_duplicate_line_char_share is not None:
         line_limit = cfg.max_duplicate_line_share if cfg.max_duplicate_line_share is not None else 1.0
         char_limit = cfg.max_duplicate_line_char_share if cfg.max_duplicate_line_char_share is not None else 1.0

