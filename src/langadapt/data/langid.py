@@ -211,10 +211,10 @@ class LanguageIdentifier:
         for char in set(text):
             script = LETTER_SCRIPTS[char]
             if script is not None and script != found:
-                if found is not None:
-                    return None  # two scripts
+                if found is not None or script not in self._writers:
+                    return None  # two scripts, or one that no single candidate writes: nothing can decide
                 found = script
-        return self._writers.get(found) if found is not None else None
+        return self._writers[found] if found is not None else None
 
     def canonical(self, code: str) -> str:
         """The code `identify` reports for the language `code` names (`rus` and `ru` are one language)."""
