@@ -7,7 +7,35 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerBase
+
+
+def token_ids(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    """What `tokenizer(texts, add_special_tokens=False)` gives; a fast tokenizer's Rust backend directly
+    (without truncation or padding, as that call sets them) when it has one — twice as fast."""
+    backend = _backend(tokenizer)
+    if backend is None:
+        return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+def token_count(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> int:
+    """How many tokens `token_ids` gives, without making Python lists of the ids (the data stage's counts:
+    ~2× faster than `tokenizer(texts)` on SmolLM2's tokenizer)."""
+    backend = _backend(tokenizer)
+    if backend is None:
+        return sum(map(len, token_ids(tokenizer, texts)))
+    return sum(map(len, backend.encode_batch_fast(texts, add_special_tokens=False)))
+
+
+def _backend(tokenizer: PreTrainedTokenizerBase) -> Tokenizer | None:
+    """A fast tokenizer's Rust tokenizer, set to neither truncate nor pad (what a plain call sets)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    return backend
 
 
 class TextStats:
@@ -27,8 +55,7 @@ class TextStats:
         self.characters += sum(len(t) for t in texts)
         self.words += sum(len(t.split()) for t in texts)
         if self.tokenizer is not None and texts:
-            encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-            self.tokens += sum(len(ids) for ids in encoded)
+            self.tokens += token_count(self.tokenizer, texts)
 
     @classmethod
     def of_counts(cls, counts: dict[str, int], with_tokens: bool) -> TextStats:
