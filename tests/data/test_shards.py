@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+from itertools import chain
 from pathlib import Path
 
 import pytest
 
-from langadapt.data import shards
+from langadapt.data import shards, sources
 from langadapt.data.config import DataConfig, SourceConfig
 from langadapt.data.shards import (
     BYTES_PER_DOCUMENT,
@@ -139,6 +140,89 @@ def test_shard_costs_split_their_file_and_dense_shards_go_first(tmp_path: Path, 
         assert sum(s.cost for s in plan if s.source == source) == pytest.approx(whole.cost)
     order = costliest_first(plan)
     assert sorted(order) == list(range(len(plan)))
-    assert [plan[r].cost for r in order] == sorted((s.cost for s in plan), reverse=True)
+    rounded = [float(f"{plan[r].cost:.3g}") for r in order]  # costs are compared to 3 significant digits
+    assert rounded == sorted(rounded, reverse=True)
     assert plan[order[0]].source == "short" and plan[order[-1]].source == "dev"
+    for source in ("long", "short"):  # a file's equal pieces (spans a byte apart) stay in reading order
+        pieces = [r for r in order if plan[r].source == source]
+        assert len(pieces) > 2 and pieces == sorted(pieces)
     assert [s.index for s in plan] == list(range(len(plan)))  # the plan itself stays in reading order
+
+
+def forget_parked() -> None:
+    for parked in sources._PARKED.values():
+        parked.raw.close()
+    sources._PARKED.clear()
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every file `sources` opens to read lines, in order (and no reader parked from an earlier test)."""
+    calls: list[str] = []
+    real = sources.open_binary
+
+    def spy(path: Path):
+        calls.append(Path(path).name)
+        return real(path)
+
+    forget_parked()
+    monkeypatch.setattr(sources, "open_binary", spy)
+    return calls
+
+
+def gz_pieces(path: Path, texts: list[str], pieces: int) -> list[Part]:
+    write_jsonl(path, texts)
+    size = len(gzip.decompress(path.read_bytes()))
+    return split_part(Part(str(path), "jsonl"), size, size / pieces)
+
+
+def test_a_gz_file_read_piece_after_piece_is_decompressed_once(
+    tmp_path: Path, basque_texts: list[str], opened: list[str]
+) -> None:
+    texts = [t.replace("\n", " ") for t in basque_texts[:400]]
+    a = gz_pieces(tmp_path / "a.jsonl.gz", texts, 9)
+    b = gz_pieces(tmp_path / "b.jsonl.gz", texts[::-1], 5)
+    source = SourceConfig(path=str(tmp_path / "a.jsonl.gz"))
+    alone = {}
+    for piece in a + b:  # each piece read on its own: a fresh reader seeks (decompresses) up to its start
+        forget_parked()
+        alone[piece] = read_pieces([piece], source)
+    assert len(opened) == 14 and list(chain.from_iterable(alone[p] for p in a)) == texts
+    opened.clear()
+    turns = [a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], *a[5:]]
+    assert [read_pieces([piece], source) for piece in turns] == [alone[piece] for piece in turns]
+    assert opened == ["a.jsonl.gz", "b.jsonl.gz"]  # two files in turn, piece after piece: each opened once
+    opened.clear()
+    assert [read_pieces([piece], source) for piece in (a[1], a[4], a[3])] == [alone[a[1]], alone[a[4]], alone[a[3]]]
+    assert opened == ["a.jsonl.gz", "a.jsonl.gz"]  # a gap is read past; going back reopens the file
+
+
+def test_a_piece_left_half_read_is_not_resumed(tmp_path: Path, basque_texts: list[str], opened: list[str]) -> None:
+    texts = [t.replace("\n", " ") for t in basque_texts[:300]]
+    pieces = gz_pieces(tmp_path / "a.jsonl.gz", texts, 4)
+    source = SourceConfig(path=str(tmp_path / "a.jsonl.gz"))
+    reader = read_part(pieces[0], source, "src", ReadStats())
+    first = [next(reader), next(reader)]
+    reader.close()  # a capped shard stops early
+    assert first == texts[:2]
+    assert read_pieces(pieces[1:], source) == texts[len(read_pieces([pieces[0]], source)):]
+    assert opened == ["a.jsonl.gz", "a.jsonl.gz", "a.jsonl.gz"]  # half of 0; 1-3 with one reader; 0 again
+
+
+def test_a_forked_child_does_not_share_a_parked_reader(tmp_path: Path, basque_texts: list[str]) -> None:
+    import multiprocessing
+
+    texts = [t.replace("\n", " ") for t in basque_texts[:300]]
+    pieces = gz_pieces(tmp_path / "a.jsonl.gz", texts, 3)
+    source = SourceConfig(path=str(tmp_path / "a.jsonl.gz"))
+    expected = [read_pieces([piece], source) for piece in pieces]
+    assert read_pieces([pieces[0]], source) == expected[0]  # parks the parent's reader at pieces[1]
+    assert str(pieces[0].path) in sources._PARKED
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_child_reads, (pieces[1], source)) == (expected[1], False)
+    assert read_pieces([pieces[1]], source) == expected[1]  # the parent's reader was not moved by the child
+
+
+def _child_reads(piece: Part, source: SourceConfig) -> tuple[list[str], bool]:
+    parked_at_start = bool(sources._PARKED)
+    return read_pieces([piece], source), parked_at_start

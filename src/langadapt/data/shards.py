@@ -89,8 +89,10 @@ def plan_shards(cfg: DataConfig, shard_mb: float | None = None) -> list[Shard]:
 
 def costliest_first(plan: list[Shard]) -> list[int]:
     """Shard indices by decreasing estimated cost, ties in reading order (a hub stream's cost is unknown:
-    it goes first)."""
-    return sorted(range(len(plan)), key=lambda rank: (-plan[rank].cost, rank))
+    it goes first). Costs are estimates, compared to 3 significant digits: the equal pieces of one file
+    (whose byte spans differ by rounding) keep their reading order, so a worker reading a .gz file's pieces
+    goes on from where the previous one stopped (`sources._lines`)."""
+    return sorted(range(len(plan)), key=lambda rank: (-float(f"{plan[rank].cost:.3g}"), rank))
 
 
 def piece_cost(piece: Part, size: PartSize) -> float:

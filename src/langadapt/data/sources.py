@@ -10,6 +10,7 @@ half-way through a corpus.
 from __future__ import annotations
 
 import glob
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -153,18 +154,62 @@ def open_binary(path: Path) -> IO[bytes]:
     return open_gzip(path) if path.name.endswith(".gz") else path.open("rb")
 
 
+@dataclass
+class _Parked:
+    """A .gz reader stopped where a part ended: `line` (starting at byte `start`) is the next unread line,
+    and no line starts in [`end`, `start`)."""
+
+    raw: IO[bytes]
+    end: int
+    start: int
+    line: bytes
+
+
+_PARKED: dict[str, _Parked] = {}  # by path; this process's own (a forked child starts with none)
+_MAX_PARKED = 8
+os.register_at_fork(after_in_child=_PARKED.clear)
+
+
 def _lines(path: Path, part: Part) -> Iterator[bytes]:
-    """The raw lines that start in [part.start, part.end) of the (decompressed) file."""
-    with open_binary(path) as raw:
-        position = part.start
+    """The raw lines that start in [part.start, part.end) of the (decompressed) file.
+
+    A compressed file cannot seek without decompressing everything before the offset. So a piece of a .gz
+    file that ends before the file does leaves its reader parked at the next line. A later piece of that
+    file in the same process then goes on from there instead of starting over: a worker decompresses each
+    file about once, not once per piece (quadratic in the file's size)."""
+    parked = _PARKED.pop(part.path, None)
+    if parked is not None and parked.end <= part.start:
+        raw, position, lines = parked.raw, parked.start, chain([parked.line], parked.raw)
+    else:
+        if parked is not None:
+            parked.raw.close()
+        raw, position = open_binary(path), part.start
         if part.start > 0:
             raw.seek(part.start - 1)  # gzip: decompresses up to there
             position += len(raw.readline()) - 1  # the rest of the line holding byte start-1 belongs before us
-        for line in raw:
+        lines = iter(raw)
+    kept_open = False
+    try:
+        for line in lines:
+            if position < part.start:  # a parked reader behind this part: lines starting before it go
+                position += len(line)
+                continue
             if part.end is not None and position >= part.end:
+                kept_open = part.path.endswith(".gz")
+                if kept_open:
+                    _park(part.path, _Parked(raw, part.end, position, line))
                 return
             position += len(line)
             yield line
+    finally:
+        if not kept_open:
+            raw.close()
+
+
+def _park(path: str, parked: _Parked) -> None:
+    while len(_PARKED) >= _MAX_PARKED:
+        _PARKED.pop(next(iter(_PARKED))).raw.close()  # the oldest
+    _PARKED[path] = parked
 
 
 def _decoded(path: Path, part: Part) -> Iterator[str | None]:
