@@ -11,8 +11,10 @@
    processes: tokens/s and peak memory, then packing them into 2048-token blocks.
 4. `mix`: an 80:20 Basque:English mixture by tokens packed at 1024/2048, concat and best-fit, against
    mixing by documents and one padded document per block.
+5. `gz`: one large .jsonl.gz read in 32 pieces in order, with readers parked between pieces against a
+   fresh reader per piece.
 
-    flock /tmp/langadapt-cpu.lock .venv/bin/python bench/data.py [--only throughput langid pack mix]
+    flock /tmp/langadapt-cpu.lock .venv/bin/python bench/data.py [--only throughput langid pack mix gz]
 """
 
 from __future__ import annotations
@@ -318,7 +320,39 @@ def mix_figures() -> str:
     return markdown_table(header, rows)
 
 
-SECTIONS = {"throughput": throughput, "langid": langid, "pack": pack_figures, "mix": mix_figures}
+def gz_pieces(copies: int = 10, pieces: int = 32) -> str:
+    """One large .jsonl.gz (the Basque train file `copies` times) read in `pieces` byte ranges, in order, as
+    one worker reads a source's shards: readers parked between pieces against a fresh reader per piece
+    (which decompresses everything before its start), and the whole file as one piece."""
+    from langadapt.data import sources
+    from langadapt.data.config import SourceConfig
+    from langadapt.data.shards import Part, split_part
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.jsonl.gz"
+        with gzip.open(TRAIN["eu"], "rb") as src:
+            raw = src.read()
+        with gzip.open(path, "wb", compresslevel=6) as dst:
+            for _ in range(copies):
+                dst.write(raw)
+        source, whole = SourceConfig(path=str(path), text_field="eu"), Part(str(path), "jsonl")
+        for label, count, fresh in (("whole file", 1, False), (f"{pieces} pieces, parked", pieces, False),
+                                    (f"{pieces} pieces, fresh reader each", pieces, True)):
+            start, documents = time.perf_counter(), 0
+            for piece in split_part(whole, len(raw) * copies, len(raw) * copies / count):
+                if fresh:
+                    sources._PARKED.clear()
+                documents += sum(1 for _ in sources.read_part(piece, source, "big", sources.ReadStats()))
+            seconds = time.perf_counter() - start
+            rows.append([label, round(len(raw) * copies / 1e6, 1), documents, round(seconds, 2)])
+    base = rows[0][3]
+    return markdown_table(["read", "MB (decompressed)", "documents", "s", "× whole file"],
+                          [[*row, round(row[3] / base, 2)] for row in rows])
+
+
+SECTIONS = {"throughput": throughput, "langid": langid, "pack": pack_figures, "mix": mix_figures,
+            "gz": gz_pieces}
 
 
 def main() -> None:
