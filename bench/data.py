@@ -342,7 +342,7 @@ def gz_pieces(copies: int = 10, pieces: int = 32) -> str:
             start, documents = time.perf_counter(), 0
             for piece in split_part(whole, len(raw) * copies, len(raw) * copies / count):
                 if fresh:
-                    sources._PARKED.clear()
+                    sources.close_parked_readers()
                 documents += sum(1 for _ in sources.read_part(piece, source, "big", sources.ReadStats()))
             seconds = time.perf_counter() - start
             rows.append([label, round(len(raw) * copies / 1e6, 1), documents, round(seconds, 2)])

@@ -100,6 +100,8 @@ def test_same_documents_and_bytes_for_any_worker_count_and_shard_size(tmp_path: 
     words = [f"hitza{i}" for i in range(60)]
     near = [" ".join(words), " ".join([*words[:59], "aldatuta"])]  # a near-duplicate pair
     eu = write_jsonl(tmp_path / "eu.jsonl", basque_texts[:900] + near + basque_texts[:100])
+    eu = eu.with_suffix(".jsonl.gz")  # its pieces go through parked gzip readers
+    eu.write_bytes(gzip.compress((tmp_path / "eu.jsonl").read_bytes(), mtime=0))
     en = write_jsonl(tmp_path / "en.jsonl", english_texts[:300] + basque_texts[850:870])  # Basque intruders
     dev = write_jsonl(tmp_path / "dev.jsonl", basque_texts[880:890])
     results = []

@@ -149,12 +149,6 @@ def test_shard_costs_split_their_file_and_dense_shards_go_first(tmp_path: Path, 
     assert [s.index for s in plan] == list(range(len(plan)))  # the plan itself stays in reading order
 
 
-def forget_parked() -> None:
-    for parked in sources._PARKED.values():
-        parked.raw.close()
-    sources._PARKED.clear()
-
-
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every file `sources` opens to read lines, in order (and no reader parked from an earlier test)."""
@@ -165,7 +159,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(Path(path).name)
         return real(path)
 
-    forget_parked()
+    sources.close_parked_readers()
     monkeypatch.setattr(sources, "open_binary", spy)
     return calls
 
@@ -185,7 +179,7 @@ def test_a_gz_file_read_piece_after_piece_is_decompressed_once(
     source = SourceConfig(path=str(tmp_path / "a.jsonl.gz"))
     alone = {}
     for piece in a + b:  # each piece read on its own: a fresh reader seeks (decompresses) up to its start
-        forget_parked()
+        sources.close_parked_readers()
         alone[piece] = read_pieces([piece], source)
     assert len(opened) == 14 and list(chain.from_iterable(alone[p] for p in a)) == texts
     opened.clear()

@@ -212,6 +212,12 @@ def _park(path: str, parked: _Parked) -> None:
     _PARKED[path] = parked
 
 
+def close_parked_readers() -> None:
+    """Close the readers `_lines` left parked, so that the next piece read starts from a fresh reader."""
+    while _PARKED:
+        _PARKED.popitem()[1].raw.close()
+
+
 def _decoded(path: Path, part: Part) -> Iterator[str | None]:
     """Lines as text; None for a line that is not valid UTF-8."""
     for line in _lines(path, part):
