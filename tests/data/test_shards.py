@@ -203,6 +203,23 @@ def test_a_piece_left_half_read_is_not_resumed(tmp_path: Path, basque_texts: lis
     assert opened == ["a.jsonl.gz", "a.jsonl.gz", "a.jsonl.gz"]  # half of 0; 1-3 with one reader; 0 again
 
 
+def test_a_file_rewritten_after_its_reader_parked_is_read_afresh(
+    tmp_path: Path, basque_texts: list[str], opened: list[str]
+) -> None:
+    old = [t.replace("\n", " ") for t in basque_texts[:300]]
+    new = [t.upper() for t in old]
+    path, source = tmp_path / "a.jsonl.gz", SourceConfig(path=str(tmp_path / "a.jsonl.gz"))
+    pieces = gz_pieces(path, new, 3)
+    expected = read_pieces([pieces[1]], source)  # piece 1 of the new file
+    sources.close_parked_readers()
+    assert gz_pieces(path, old, 3) == pieces  # the same decompressed size: the same pieces
+    read_pieces([pieces[0]], source)  # parks a reader of the old file at pieces[1]
+    gz_pieces(path, new, 3)  # rewritten in place
+    opened.clear()
+    assert read_pieces([pieces[1]], source) == expected and all(t == t.upper() for t in expected)
+    assert opened == ["a.jsonl.gz"]  # reopened: the reader parked on the old file was not trusted
+
+
 def test_a_forked_child_does_not_share_a_parked_reader(tmp_path: Path, basque_texts: list[str]) -> None:
     import multiprocessing
 

@@ -157,12 +157,19 @@ def open_binary(path: Path) -> IO[bytes]:
 @dataclass
 class _Parked:
     """A .gz reader stopped where a part ended: `line` (starting at byte `start`) is the next unread line,
-    and no line starts in [`end`, `start`)."""
+    and no line starts in [`end`, `start`). `stamp` is the file's when it was opened: a file replaced or
+    rewritten since is read afresh, not from the old reader."""
 
     raw: IO[bytes]
     end: int
     start: int
     line: bytes
+    stamp: tuple[int, int, int]
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 _PARKED: dict[str, _Parked] = {}  # by path; this process's own (a forked child starts with none)
@@ -178,7 +185,8 @@ def _lines(path: Path, part: Part) -> Iterator[bytes]:
     file in the same process then goes on from there instead of starting over: a worker decompresses each
     file about once, not once per piece (quadratic in the file's size)."""
     parked = _PARKED.pop(part.path, None)
-    if parked is not None and parked.end <= part.start:
+    stamp = _stamp(path) if part.path.endswith(".gz") else None
+    if parked is not None and parked.end <= part.start and parked.stamp == stamp:
         raw, position, lines = parked.raw, parked.start, chain([parked.line], parked.raw)
     else:
         if parked is not None:
@@ -195,9 +203,9 @@ def _lines(path: Path, part: Part) -> Iterator[bytes]:
                 position += len(line)
                 continue
             if part.end is not None and position >= part.end:
-                kept_open = part.path.endswith(".gz")
-                if kept_open:
-                    _park(part.path, _Parked(raw, part.end, position, line))
+                kept_open = stamp is not None
+                if stamp is not None:
+                    _park(part.path, _Parked(raw, part.end, position, line, stamp))
                 return
             position += len(line)
             yield line
