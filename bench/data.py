@@ -3,8 +3,9 @@
 1. `throughput`: the default pipeline (clean → language ID → exact + MinHash dedup) end to end, MB/s of
    UTF-8 text, on the target side of the three train files: the old single-process pipeline (commit
    OLD_COMMIT, extracted with `git archive` and run from a temporary folder) against the datatrove one with
-   1 and 2 workers, each in a fresh child process; then again on twice the input (each text again with its
-   word order reversed: same words and language, new documents) for the memory per worker.
+   1 and 2 workers (also with CLD2 as the cascade's first pass), each in a fresh child process; then again
+   on twice the input (each text again with its word order reversed: same words and language, new
+   documents) for the memory per worker.
 2. `langid`: recall on the (cleaned) target side and how much of the English side each backend keeps as
    the target language (restricted to eu/ru/lt/en), per file, with µs per document on one core.
 3. `pack`: tokenising ~10M tokens with a 64k-vocabulary byte-level BPE trained here, 1 vs 2 worker
@@ -81,13 +82,14 @@ def measure(kind: str, workers: int, copies: str | None) -> dict:
         from langadapt.data.config import DataConfig
         from langadapt.data.ingest import ingest_corpus
 
-        cfg = DataConfig(sources=sources(copies_dir), executor={"workers": workers})
+        langid = {"first_pass": ["cld2", "fasttext"]} if kind == "cld2" else {}
+        cfg = DataConfig(sources=sources(copies_dir), executor={"workers": workers}, langid=langid)
         with tempfile.TemporaryDirectory() as work:
             report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, work=Path(work))
         kept = sum(s["documents"] for s in report["sources"].values())
     seconds = time.perf_counter() - start
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    steps = report["throughput"]["steps"] if kind == "new" else None
+    steps = report["throughput"]["steps"] if kind != "old" else None
     return {"seconds": seconds, "kept": kept, "parent_mib": peak_rss_mb(), "worker_mib": children, "steps": steps}
 
 
@@ -108,6 +110,8 @@ def marginal_mb_per_s(single: dict, double: dict, sizes: dict[int, float]) -> fl
     return (sizes[2] - sizes[1]) / (double["seconds"] - single["seconds"])
 
 
+PIPELINES = (("old", 1), ("new", 1), ("new", 2), ("cld2", 1), ("cld2", 2))
+LABELS = {"old": "old (one process)", "new": "datatrove", "cld2": "datatrove, CLD2 first"}
 REPEATS = 3  # the machine is shared: each figure is the fastest of this many fresh runs
 
 
@@ -123,7 +127,7 @@ def throughput() -> str:
         reversed_copies(Path(tmp))
         sizes = {1: input_mb(None), 2: input_mb(Path(tmp))}
         for double in (False, True):
-            for kind, workers in (("old", 1), ("new", 1), ("new", 2)):
+            for kind, workers in PIPELINES:
                 env = {**os.environ, "PYTHONPATH": str(old_src / "src" if kind == "old" else REPO / "src")}
                 args = [sys.executable, __file__, "--measure", kind, str(workers), *([tmp] if double else [])]
                 for _ in range(REPEATS):
@@ -136,20 +140,21 @@ def throughput() -> str:
                     )
     rows = []
     base = results["old", 1, False]["seconds"]
-    one = results["new", 1, False]["seconds"]
-    marginal_one = marginal_mb_per_s(results["new", 1, False], results["new", 1, True], sizes)
-    for kind, workers in (("old", 1), ("new", 1), ("new", 2)):
+    for kind, workers in PIPELINES:
         single, double = results[kind, workers, False], results[kind, workers, True]
         marginal = marginal_mb_per_s(single, double, sizes)
         fixed = single["seconds"] - sizes[1] / marginal
+        new = kind != "old"  # "× 1 worker" columns: against the same pipeline with one worker
+        one = results[kind, 1, False]["seconds"]
+        marginal_one = marginal_mb_per_s(results[kind, 1, False], results[kind, 1, True], sizes)
         rows.append([
-            f"{'old (one process)' if kind == 'old' else 'datatrove'} ×{workers}", round(sizes[1], 2),
+            f"{LABELS[kind]} ×{workers}", round(sizes[1], 2),
             round(single["seconds"], 2), round(sizes[1] / single["seconds"], 3), round(base / single["seconds"], 2),
-            round(one / single["seconds"], 2) if kind == "new" else "", single["kept"],
-            round(single["parent_mib"]), round(single["worker_mib"]) if kind == "new" else "",
-            round(double["parent_mib"]), round(double["worker_mib"]) if kind == "new" else "",
-            round(sizes[2] / double["seconds"], 3), double["kept"], round(fixed, 2) if kind == "new" else "",
-            round(marginal, 3), round(marginal / marginal_one, 2) if kind == "new" else "",
+            round(one / single["seconds"], 2) if new else "", single["kept"],
+            round(single["parent_mib"]), round(single["worker_mib"]) if new else "",
+            round(double["parent_mib"]), round(double["worker_mib"]) if new else "",
+            round(sizes[2] / double["seconds"], 3), double["kept"], round(fixed, 2) if new else "",
+            round(marginal, 3), round(marginal / marginal_one, 2) if new else "",
         ])
     header = ["pipeline", "input MB", "s", "MB/s", "× old", "× 1 worker", "kept", "parent MiB", "worker MiB",
               "parent MiB (2×)", "worker MiB (2×)", "MB/s (2×)", "kept (2×)", "fixed s", "MB/s beyond fixed",
@@ -176,7 +181,8 @@ def langid() -> str:
     codes = ["en", "eu", "lt", "ru"]
     backends = {"lingua": ("lingua", {}), "fasttext": ("fasttext", {}),
                 "cascade (lingua below 20 chars)": ("cascade", {"lingua_below_chars": 20}),
-                "cascade (default)": ("cascade", {})}
+                "cascade (default)": ("cascade", {}),
+                "cascade, CLD2 first": ("cascade", {"first_pass": ("cld2", "fasttext")})}
     files = [(f"{lang} train", path, lang) for lang, path in TRAIN.items()] + [
         (f"{lang} ood", p, lang) for lang, p in OOD.items()
     ]

@@ -164,3 +164,41 @@ def test_a_script_only_one_candidate_writes_decides_before_any_detector() -> Non
     english_or_russian = LanguageIdentifier(["en", "ru"], "cascade")
     assert english_or_russian.identify(["Save", "Сохранить", "Save (Сохранить)"])[:2] == [("en", 1.0), ("ru", 1.0)]
     assert english_or_russian.decided_by["script"] == 2
+
+
+def test_cld2_first_decides_reliable_texts_and_leaves_the_rest() -> None:
+    identifier = LanguageIdentifier(["eu", "en"], "cascade", first_pass=("cld2", "fasttext"))
+    basque = "Gorde aldaketak dokumentuan, eta itxi leihoa amaitzean, mesedez."
+    results = identifier.identify([basque, "OK"])
+    assert results[0][0] == "eu" and 0.5 <= results[0][1] <= 1.0
+    assert identifier.decided_by["cld2"] == 1  # reliable, a candidate, all of the text
+    assert identifier.decided_by["cld2"] + identifier.decided_by["fasttext"] + identifier.decided_by["lingua"] == 2
+    assert identifier._cld2("OK") is None  # CLD2 calls two letters unreliable: the next detector decides
+
+
+def test_cld2_refusing_a_text_leaves_it_to_the_next_detector() -> None:
+    identifier = LanguageIdentifier(["eu", "en"], "cascade", first_pass=("cld2",))
+    text = "Gorde aldaketak\x85 dokumentuan, eta itxi leihoa amaitzean."  # a C1 control: pycld2 raises
+    assert identifier._cld2(text) is None
+    assert identifier.identify([text])[0][0] == "eu" and identifier.decided_by["lingua"] == 1
+
+
+def test_cld2_is_skipped_when_a_candidate_is_a_language_it_does_not_know() -> None:
+    from langadapt.data.langid import cld2_knows
+
+    assert cld2_knows(["eu", "en", "lt", "ru"]) and not cld2_knows(["eu", "en", "he"])  # CLD2 says 'iw'
+    identifier = LanguageIdentifier(["he", "en"], "cascade", first_pass=("cld2", "fasttext"))
+    assert identifier._detectors == ("script", "fasttext", "lingua")
+    assert LanguageIdentifier(["eu", "en"], "lingua", first_pass=("cld2",))._detectors == ("script", "lingua")
+
+
+def test_first_pass_names_each_detector_once() -> None:
+    from pydantic import ValidationError
+
+    from langadapt.data.config import LangIdConfig
+
+    assert LangIdConfig().first_pass == ["fasttext"]
+    with pytest.raises(ValidationError, match="twice"):
+        LangIdConfig(first_pass=["cld2", "cld2"])
+    with pytest.raises(ValidationError):
+        LangIdConfig(first_pass=[])

@@ -12,6 +12,11 @@ accurate. A document is kept when its source's language is the top candidate wit
   `fasttext_confidence` (and it is at least `lingua_below_chars` long); lingua decides the rest. On the
   project's Basque/Russian/Lithuanian files that leaves 13-32 % of the documents to lingua at lingua's
   recall (`bench/data.py`).
+- `first_pass: [cld2, fasttext]` puts CLD2 (pycld2, ~13 µs a document) before fastText in the cascade: it
+  decides a text it calls reliable whose top language is a candidate covering at least half of the text,
+  with that share as confidence. ~2× faster language ID on these files (5-19 % left to lingua), recall
+  0.3-0.5 % below the fastText-first cascade. Skipped when a candidate is a language CLD2 does not know
+  (it could never answer that one).
 
 Before any detector, every backend applies lingua's own first rule: a text whose letters are all of one
 script (Latin, Cyrillic, Arabic, Devanagari) that exactly one candidate writes is that candidate's, with
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
 
 UNKNOWN = "unknown"
 FASTTEXT_LABEL = "__label__"
-DETECTORS = ("script", "fasttext", "lingua")  # what may decide a text, in the order they are tried
+DETECTORS = ("script", "cld2", "fasttext", "lingua")  # what may decide a text, in the order they are tried
 # Languages written in two scripts where lingua lists one: the other counts too, so neither is ruled out.
 SECOND_SCRIPTS = {"sr": "LATIN", "bs": "CYRILLIC", "kk": "LATIN", "az": "CYRILLIC"}
 
@@ -104,6 +109,22 @@ def script_writers(codes: Iterable[str]) -> dict[str, str]:
     return {script: found[0] for script, found in writers.items() if len(found) == 1}
 
 
+def cld2_knows(codes: Iterable[str]) -> bool:
+    """Whether CLD2 has every one of these languages (ISO 639-1 codes as lingua maps them)."""
+    import pycld2
+
+    known = {lingua_language(code) for _, code in pycld2.LANGUAGES if len(code) == 2 and _lingua_knows(code)}
+    return all(lingua_language(code) in known for code in codes)
+
+
+def _lingua_knows(code: str) -> bool:
+    try:
+        lingua_language(code)
+    except LangadaptError:
+        return False
+    return True
+
+
 class LetterScripts(dict[str, str | None]):
     """char → the script of a letter as its Unicode name starts ('LATIN', 'CYRILLIC'…), None for a
     non-letter; computed the first time a char turns up, then a plain dict lookup."""
@@ -145,7 +166,7 @@ class LanguageIdentifier:
 
     def __init__(
         self, codes: Iterable[str], backend: str = "lingua", *, fasttext_model: Path | None = None,
-        fasttext_confidence: float = 0.5, lingua_below_chars: int = 0,
+        fasttext_confidence: float = 0.5, lingua_below_chars: int = 0, first_pass: Sequence[str] = ("fasttext",),
     ):
         self.codes = sorted(set(codes))
         if len(self.codes) < 2:
@@ -155,20 +176,25 @@ class LanguageIdentifier:
             )
         self.backend = backend
         self._by_language = {lingua_language(code): code for code in self.codes}
-        self._model_path = str(fasttext_model or bundled_fasttext_model()) if backend != "lingua" else None
+        fast = {"cascade": tuple(first_pass), "fasttext": ("fasttext",), "lingua": ()}[backend]
+        if "cld2" in fast and not cld2_knows(self.codes):
+            fast = tuple(detector for detector in fast if detector != "cld2")
+        uses_fasttext = "fasttext" in fast
+        self._model_path = str(fasttext_model or bundled_fasttext_model()) if uses_fasttext else None
         self._fasttext_confidence = fasttext_confidence
         self._lingua_below = lingua_below_chars if backend == "cascade" else 0
         self._labels: dict[str, str | None] = {}
         self._writers = script_writers(self.codes)
-        skipped = {"lingua": "fasttext", "fasttext": "lingua"}.get(backend)
-        self._detectors = tuple(detector for detector in DETECTORS if detector != skipped)
+        self._detectors = ("script", *fast) + (("lingua",) if backend != "fasttext" else ())
+        # every detector counted, zeros included; cld2 (opt-in) only where it runs
+        self._counted = tuple(d for d in DETECTORS if d != "cld2" or d in self._detectors)
         self._answers: Memo[str, tuple[str, float, str]] = Memo()  # text -> (code, confidence, detector)
         self.decided_by: Counter[str] = Counter()
 
     @classmethod
     def from_config(cls, cfg: LangIdConfig, codes: Iterable[str]) -> LanguageIdentifier:
         return cls(codes, cfg.backend, fasttext_model=cfg.fasttext_model, fasttext_confidence=cfg.fasttext_confidence,
-                   lingua_below_chars=cfg.lingua_below_chars)
+                   lingua_below_chars=cfg.lingua_below_chars, first_pass=cfg.first_pass)
 
     def load(self) -> LanguageIdentifier:
         """Load the models now (the local executor does this before forking its workers)."""
@@ -192,7 +218,7 @@ class LanguageIdentifier:
             left = undecided
         answers = [self._answers[text] for text in texts]
         decided = Counter(detector for _, _, detector in answers)
-        for detector in DETECTORS:  # all counted, zeros included, for the stage's report
+        for detector in self._counted:  # zeros included, for the stage's report
             self.decided_by[detector] += decided[detector]
         return [(code, confidence) for code, confidence, _ in answers]
 
@@ -201,6 +227,8 @@ class LanguageIdentifier:
         if detector == "script":
             writer = self._script_writer(text)
             return None if writer is None else (writer, 1.0)
+        if detector == "cld2":
+            return self._cld2(text)
         return self._fasttext(text) if detector == "fasttext" else self._lingua(text)
 
     def _script_writer(self, text: str) -> str | None:
@@ -234,8 +262,22 @@ class LanguageIdentifier:
                 return code, float(probability)
         return None if self.backend == "cascade" else (UNKNOWN, 0.0)
 
+    def _cld2(self, text: str) -> tuple[str, float] | None:
+        """CLD2's top language when it calls its answer reliable, the language is a candidate and it covers at
+        least half of the text (confidence: that share); None leaves the text to the next detector."""
+        import pycld2
+
+        try:
+            reliable, _, found = pycld2.detect(text, bestEffort=False)
+        except pycld2.error:  # bytes CLD2 refuses (C1 control characters): the next detector decides
+            return None
+        _, label, percent, _ = found[0]
+        code = self._labels[label] if label in self._labels else self._label_code(label)
+        return (code, percent / 100) if reliable and code is not None and percent >= 50 else None
+
     def _label_code(self, label: str) -> str | None:
-        """`__label__eu` (lid.176) or `__label__eus_Latn` (GlotLID, OpenLID) → a candidate's code, else None."""
+        """`__label__eu` (lid.176), `__label__eus_Latn` (GlotLID, OpenLID) or `eu` (CLD2) → a candidate's code,
+    else None."""
         iso = label.removeprefix(FASTTEXT_LABEL).split("_")[0]
         try:
             code = self._by_language.get(lingua_language(iso)) if len(iso) in (2, 3) else None
