@@ -184,11 +184,11 @@ def test_cld2_refusing_a_text_leaves_it_to_the_next_detector() -> None:
 
 
 def test_cld2_is_skipped_when_a_candidate_is_a_language_it_does_not_know() -> None:
-    from langadapt.data.langid import cld2_knows
-
-    assert cld2_knows(["eu", "en", "lt", "ru"]) and not cld2_knows(["eu", "en", "he"])  # CLD2 says 'iw'
-    identifier = LanguageIdentifier(["he", "en"], "cascade", first_pass=("cld2", "fasttext"))
-    assert identifier._detectors == ("script", "fasttext", "lingua")
+    known = LanguageIdentifier(["eu", "en", "lt", "ru"], "cascade", first_pass=("cld2", "fasttext"))
+    assert known._detectors == ("script", "cld2", "fasttext", "lingua")
+    for codes in (["eu", "en", "he"], ["he", "en"]):  # CLD2 says 'iw' for Hebrew
+        identifier = LanguageIdentifier(codes, "cascade", first_pass=("cld2", "fasttext"))
+        assert identifier._detectors == ("script", "fasttext", "lingua")
     assert LanguageIdentifier(["eu", "en"], "lingua", first_pass=("cld2",))._detectors == ("script", "lingua")
 
 

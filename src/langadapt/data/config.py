@@ -85,6 +85,7 @@ class LangIdConfig(Section):
         description="cascade: the fast detectors tried in this order before lingua; cld2 (pycld2, ~13 µs a "
         "document) decides what it calls reliable, ~2× faster with fasttext after it, recall −0.3–0.5 %",
     )
+
     @field_validator("first_pass")
     @classmethod
     def _distinct_first_pass(cls, value: list[str]) -> list[str]:

@@ -109,22 +109,6 @@ def script_writers(codes: Iterable[str]) -> dict[str, str]:
     return {script: found[0] for script, found in writers.items() if len(found) == 1}
 
 
-def cld2_knows(codes: Iterable[str]) -> bool:
-    """Whether CLD2 has every one of these languages (ISO 639-1 codes as lingua maps them)."""
-    import pycld2
-
-    known = {lingua_language(code) for _, code in pycld2.LANGUAGES if len(code) == 2 and _lingua_knows(code)}
-    return all(lingua_language(code) in known for code in codes)
-
-
-def _lingua_knows(code: str) -> bool:
-    try:
-        lingua_language(code)
-    except LangadaptError:
-        return False
-    return True
-
-
 class LetterScripts(dict[str, str | None]):
     """char → the script of a letter as its Unicode name starts ('LATIN', 'CYRILLIC'…), None for a
     non-letter; computed the first time a char turns up, then a plain dict lookup."""
@@ -176,14 +160,13 @@ class LanguageIdentifier:
             )
         self.backend = backend
         self._by_language = {lingua_language(code): code for code in self.codes}
+        self._labels: dict[str, str | None] = {}
         fast = {"cascade": tuple(first_pass), "fasttext": ("fasttext",), "lingua": ()}[backend]
-        if "cld2" in fast and not cld2_knows(self.codes):
+        if "cld2" in fast and not self._cld2_answers_every_candidate():
             fast = tuple(detector for detector in fast if detector != "cld2")
-        uses_fasttext = "fasttext" in fast
-        self._model_path = str(fasttext_model or bundled_fasttext_model()) if uses_fasttext else None
+        self._model_path = str(fasttext_model or bundled_fasttext_model()) if "fasttext" in fast else None
         self._fasttext_confidence = fasttext_confidence
         self._lingua_below = lingua_below_chars if backend == "cascade" else 0
-        self._labels: dict[str, str | None] = {}
         self._writers = script_writers(self.codes)
         self._detectors = ("script", *fast) + (("lingua",) if backend != "fasttext" else ())
         # every detector counted, zeros included; cld2 (opt-in) only where it runs
@@ -275,9 +258,16 @@ class LanguageIdentifier:
         code = self._labels[label] if label in self._labels else self._label_code(label)
         return (code, percent / 100) if reliable and code is not None and percent >= 50 else None
 
+    def _cld2_answers_every_candidate(self) -> bool:
+        """Whether some CLD2 label maps to each candidate: CLD2 could never answer one it lacks (it says `iw`
+        for Hebrew, `no` for Norwegian), so with such a candidate it must not decide at all."""
+        import pycld2
+
+        return set(self.codes) <= {self._label_code(label) for _, label in pycld2.LANGUAGES}
+
     def _label_code(self, label: str) -> str | None:
-        """`__label__eu` (lid.176), `__label__eus_Latn` (GlotLID, OpenLID) or `eu` (CLD2) → a candidate's code,
-    else None."""
+        """`__label__eu` (lid.176), `__label__eus_Latn` (GlotLID, OpenLID) or `eu` (CLD2) → a candidate's
+        code, else None."""
         iso = label.removeprefix(FASTTEXT_LABEL).split("_")[0]
         try:
             code = self._by_language.get(lingua_language(iso)) if len(iso) in (2, 3) else None
