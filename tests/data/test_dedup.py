@@ -11,14 +11,17 @@ from langadapt.data.clusters import cluster_roots, removals
 from langadapt.data.config import NearDedupConfig
 from langadapt.data.dedup import (
     EXACT_LAYOUT,
+    MASK64,
+    SHINGLE_BASE,
+    WORD_BASE,
     BandLayout,
     MinhashSigner,
+    ShingleHasher,
     band_collisions,
     dedup_key,
     exact_hash,
     lsh_bands,
     plan_band_tasks,
-    shingles,
 )
 from langadapt.data.shards import Shard
 
@@ -29,10 +32,35 @@ def test_exact_key_ignores_case_punctuation_and_spacing() -> None:
     assert exact_hash("egin klik hemen") != exact_hash("egin klik han")
 
 
-def test_shingles() -> None:
-    assert shingles("a b c d", 3) == [b"a b c", b"b c d"]
-    assert shingles(dedup_key("A, b"), 5) == [b"a b"]
-    assert shingles(dedup_key("!!"), 5) == []
+def reference_shingle_hashes(key: str, n: int) -> list[int]:
+    """`ShingleHasher`'s documented formula, one Python int at a time."""
+
+    def fmix(value: int) -> int:
+        for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+            value = ((value ^ (value >> 33)) * multiplier) & MASK64
+        return value ^ (value >> 33)
+
+    words = [fmix(sum(b * pow(WORD_BASE, j, 1 << 64) for j, b in enumerate(w)) & MASK64)
+             for w in key.encode("utf-8").split()]
+    windows = [words] if len(words) <= n else [words[i : i + n] for i in range(len(words) - n + 1)]
+    return [fmix(sum(w * pow(SHINGLE_BASE, j, 1 << 64) for j, w in enumerate(window)) & MASK64)
+            for window in windows if window]
+
+
+def test_shingle_hashes_are_the_documented_polynomials() -> None:
+    rng = np.random.default_rng(0)
+    vocabulary = ["a", "b", "ab", "ba", "kaixo", "žodis", "ёлка", "日本", "x" * 300]
+    keys = ["", dedup_key("!!"), dedup_key("A, b"), "a b c d e", "a b c d e f"]
+    keys += [" ".join(rng.choice(vocabulary, size=rng.integers(0, 12))) for _ in range(300)]
+    hasher = ShingleHasher(5)
+    counts, hashes = hasher(keys)
+    expected = [reference_shingle_hashes(key, 5) for key in keys]
+    assert counts.tolist() == [len(e) for e in expected]
+    assert counts[:5].tolist() == [0, 0, 1, 1, 2]  # empty keys have none; up to n words are one shingle
+    assert hashes.tolist() == [h for e in expected for h in e]
+    long_key = " ".join(rng.choice(vocabulary, size=2_500))  # ~90 KB: more bytes than the powers first computed
+    assert hasher([long_key])[1].tolist() == reference_shingle_hashes(long_key, 5)
+    assert len(set(hasher(["a b", "b a", "ab"])[1].tolist())) == 3  # word order and boundaries count
 
 
 @pytest.mark.parametrize(("threshold", "num_perm"), [(0.8, 128), (0.7, 128), (0.5, 256), (0.9, 64)])

@@ -39,12 +39,65 @@ def exact_hash(text: str) -> int:
     return xxhash.xxh64_intdigest(dedup_key(text).encode("utf-8"))
 
 
-def shingles(key: str, n: int) -> list[bytes]:
-    """Word n-grams of a dedup key (UTF-8, encoded once); a key shorter than n words is one shingle."""
-    words = key.encode("utf-8").split()  # a key's words hold no whitespace: the same split as the str's
-    if len(words) <= n:
-        return [b" ".join(words)] if words else []
-    return [b" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+WORD_BASE = 0x100000001B3  # odd, so invertible mod 2^64
+SHINGLE_BASE = 0x9E3779B97F4A7C15
+MASK64 = (1 << 64) - 1
+
+
+def fmix64(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser, in place: spreads a polynomial hash's weak low bits over all 64."""
+    values ^= values >> np.uint64(33)
+    values *= np.uint64(0xFF51AFD7ED558CCD)
+    values ^= values >> np.uint64(33)
+    values *= np.uint64(0xC4CEB9FE1A85EC53)
+    values ^= values >> np.uint64(33)
+    return values
+
+
+class ShingleHasher:
+    """64-bit hashes of the word n-gram shingles of dedup keys, a whole batch in a few numpy passes.
+
+    A word's hash is `fmix64(Σ_j byte_j · WORD_BASE^j mod 2^64)` over its UTF-8 bytes; a shingle's is
+    `fmix64(Σ_j word_j · SHINGLE_BASE^j mod 2^64)` over its words. Shingles are the key's `n`-word windows;
+    a key of at most `n` words is one shingle, an empty key none. Both sums come from prefix sums over the
+    batch's bytes and words, so no Python runs per word: ~3× faster than one xxhash call per shingle.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+        self._shingle_powers = [np.uint64(pow(SHINGLE_BASE, j, 1 << 64)) for j in range(n)]
+        self._powers = self._inverse_powers = np.zeros(0, np.uint64)
+
+    def _grow(self, size: int) -> None:
+        """`_powers[i]` = WORD_BASE^i and `_inverse_powers[i]` = WORD_BASE^-i (mod 2^64) for i < size."""
+        size = max(size, 2 * len(self._powers), 1 << 16)
+        for name, base in (("_powers", WORD_BASE), ("_inverse_powers", pow(WORD_BASE, -1, 1 << 64))):
+            powers = np.full(size, base, np.uint64)
+            powers[0] = 1
+            setattr(self, name, np.cumprod(powers))
+
+    def __call__(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(shingles per key, every key's shingle hashes one after the other)."""
+        data = np.frombuffer(("\n".join(keys) + "\n").encode("utf-8"), np.uint8)
+        if len(data) > len(self._powers):
+            self._grow(len(data))
+        separator = data <= 32  # a key's words are separated by single spaces, keys by newlines
+        edges = np.flatnonzero(np.diff(separator.view(np.int8), prepend=np.int8(1)))
+        starts, ends = edges[0::2], edges[1::2]  # the data ends in a separator: every word ends
+        prefix = np.zeros(len(data) + 1, np.uint64)
+        np.cumsum(data * self._powers[: len(data)], out=prefix[1:])
+        words = fmix64((prefix[ends] - prefix[starts]) * self._inverse_powers[starts])
+        per_key = np.bincount(np.cumsum(data == 10)[starts], minlength=len(keys))
+        counts = np.where(per_key > self.n, per_key - self.n + 1, np.minimum(per_key, 1))
+        key = np.repeat(np.arange(len(keys)), counts)  # each shingle's key, then its first word's index
+        first = (np.cumsum(per_key) - per_key)[key] + np.arange(len(key)) - np.repeat(np.cumsum(counts) - counts,
+                                                                                         counts)
+        length = np.minimum(per_key[key], self.n)
+        hashes = words[first]
+        last = max(len(words) - 1, 0)
+        for j in range(1, self.n):
+            hashes += np.where(j < length, words[np.minimum(first + j, last)], np.uint64(0)) * self._shingle_powers[j]
+        return counts, fmix64(hashes)
 
 
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
@@ -96,11 +149,12 @@ class MinhashSigner:
     """Batched MinHash signatures of shingle sets (one numpy pass per batch, not per document).
 
     Each of the `bands × rows` hash functions is a multiply-shift hash `(a·x + b mod 2^64) >> 32` of the
-    shingle's 64-bit xxhash (a universal family; datatrove's `(a·x + b) mod (2^61 - 1)` costs twice as much).
+    shingle's 64-bit hash (`ShingleHasher`; a universal family; datatrove's `(a·x + b) mod (2^61 - 1)` costs
+    twice as much).
     """
 
     def __init__(self, cfg: NearDedupConfig, seed: int):
-        self.ngram = cfg.ngram
+        self.shingle_hashes = ShingleHasher(cfg.ngram)
         bands, rows = lsh_bands(cfg.threshold, cfg.num_perm)
         self.layout = BandLayout(bands=bands, rows=rows, bits=32)
         generator = np.random.default_rng(seed)
@@ -110,12 +164,11 @@ class MinhashSigner:
 
     def signatures(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(index of each dedup key that has shingles, its signature as a (n, bands × rows) uint32 matrix)."""
-        hashed = [list(map(xxhash.xxh64_intdigest, shingles(k, self.ngram))) for k in keys]
-        counts = np.fromiter(map(len, hashed), np.int64, len(hashed))
+        counts, values = self.shingle_hashes(keys)
         present = np.flatnonzero(counts)
         if not present.size:
             return present, np.zeros((0, self.layout.bands * self.layout.rows), np.uint32)
-        values = np.fromiter(itertools.chain.from_iterable(hashed), np.uint64, int(counts.sum()))[None, :]
+        values = values[None, :]
         # One (hashes, shingles) buffer, in place from here. Hash-major, each hash function's values are
         # contiguous and reduce along a row: 2.5× faster than shingle-major rows on a batch of 1,024 keys,
         # whose (shingles, hashes) buffer does not fit in cache.
