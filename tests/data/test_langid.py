@@ -77,7 +77,7 @@ def test_finding_the_fasttext_model_does_not_import_its_package() -> None:
 
 @pytest.mark.parametrize("backend", ["fasttext", "cascade"])
 def test_fasttext_backends_on_real_paragraphs(backend: str, basque_texts: list[str], english_texts: list[str]) -> None:
-    identifier = LanguageIdentifier(["eu", "en", "ru"], backend)
+    identifier = LanguageIdentifier(["eu", "en", "ru"], backend, first_pass=("fasttext",))
     long_eu = [t for t in basque_texts if len(t.split()) >= 8][:200]
     long_en = [t for t in english_texts if len(t.split()) >= 8][:200]
     eu = [code for code, _ in identifier.identify(long_eu)]
@@ -90,18 +90,31 @@ def test_fasttext_backends_on_real_paragraphs(backend: str, basque_texts: list[s
         assert 0 < identifier.decided_by["lingua"] < identifier.decided_by["fasttext"]
 
 
+def test_default_cascade_decides_most_paragraphs_by_cld2(basque_texts: list[str], english_texts: list[str]) -> None:
+    identifier = LanguageIdentifier(["eu", "en", "ru"], "cascade")
+    assert identifier._detectors == ("script", "cld2", "fasttext", "lingua")
+    long_eu = [t for t in basque_texts if len(t.split()) >= 8][:200]
+    long_en = [t for t in english_texts if len(t.split()) >= 8][:200]
+    eu = [code for code, _ in identifier.identify(long_eu)]
+    en = [code for code, _ in identifier.identify(long_en)]
+    assert eu.count("eu") / len(eu) > 0.97 and en.count("en") / len(en) > 0.97
+    assert identifier.decided_by["cld2"] > identifier.decided_by["fasttext"] + identifier.decided_by["lingua"]
+
+
 def test_cascade_leaves_short_and_uncertain_texts_to_lingua() -> None:
-    identifier = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=30, fasttext_confidence=0.5)
+    identifier = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=30, fasttext_confidence=0.5,
+                                    first_pass=("fasttext",))
     results = identifier.identify(["Gorde aldaketak", "Click the button to save the document you are editing now."])
     assert [code for code, _ in results] == ["eu", "en"]
     assert identifier.decided_by == {"lingua": 1, "fasttext": 1, "script": 0}
-    strict = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=0, fasttext_confidence=1.0)
+    strict = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=0, fasttext_confidence=1.0,
+                                first_pass=("fasttext",))
     strict.identify(["Click the button to save the document you are editing now."])
     assert strict.decided_by == {"lingua": 1, "fasttext": 0, "script": 0}  # never confident enough: lingua decides
 
 
 def test_a_repeated_text_is_identified_once_and_counted_for_its_detector() -> None:
-    identifier = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=30)
+    identifier = LanguageIdentifier(["eu", "en"], "cascade", lingua_below_chars=30, first_pass=("fasttext",))
     texts = ["Gorde aldaketak", "Click the button to save the document you are editing now."]
     first = identifier.identify(texts)
     calls: list[str] = []
@@ -126,8 +139,8 @@ def test_a_batch_runs_detector_by_detector_and_answers_as_one_by_one(
     # lingua's confidence for one text can differ in the last bit from one call to the next
     assert [confidence for _, confidence in found] == pytest.approx([c for _, c in expected], rel=1e-12)
     detectors = [detector for detector, _ in calls]
-    assert detectors == sorted(detectors, key=["script", "fasttext", "lingua"].index)  # one model at a time
-    assert detectors.count("script") == len(set(texts)) and {"fasttext", "lingua"} <= set(detectors)
+    assert detectors == sorted(detectors, key=["script", "cld2", "fasttext", "lingua"].index)  # one model at a time
+    assert detectors.count("script") == len(set(texts)) and {"cld2", "fasttext", "lingua"} <= set(detectors)
 
 
 def test_glotlid_style_labels_and_a_user_model(tmp_path: Path) -> None:
@@ -197,7 +210,7 @@ def test_first_pass_names_each_detector_once() -> None:
 
     from langadapt.data.config import LangIdConfig
 
-    assert LangIdConfig().first_pass == ["fasttext"]
+    assert LangIdConfig().first_pass == ["cld2", "fasttext"]
     with pytest.raises(ValidationError, match="twice"):
         LangIdConfig(first_pass=["cld2", "cld2"])
     with pytest.raises(ValidationError):
