@@ -169,7 +169,7 @@ class LanguageIdentifier:
         self._lingua_below = lingua_below_chars if backend == "cascade" else 0
         self._writers = script_writers(self.codes)
         self._detectors = ("script", *fast) + (("lingua",) if backend != "fasttext" else ())
-        # every detector counted, zeros included; cld2 (opt-in) only where it runs
+        # every detector counted, zeros included; cld2 only where it runs (it is skipped for some candidates)
         self._counted = tuple(d for d in DETECTORS if d != "cld2" or d in self._detectors)
         self._answers: Memo[str, tuple[str, float, str]] = Memo()  # text -> (code, confidence, detector)
         self.decided_by: Counter[str] = Counter()
