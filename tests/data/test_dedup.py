@@ -117,6 +117,36 @@ def test_clusters_keep_the_first_document() -> None:
     assert [len(part) for part in cluster_roots(np.zeros((0, 2), np.int64))] == [0, 0]
 
 
+def union_find_roots(pairs: list[tuple[int, int]]) -> dict[int, int]:
+    """The plain reference: node → the smallest node joined to it through the pairs."""
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    return {x: find(x) for x in parent}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_clusters_match_a_union_find(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(1, 300))
+    pairs = (rng.integers(0, 4, (count, 2)) << 32) | rng.integers(0, int(rng.integers(2, 400)), (count, 2))
+    nodes, roots = cluster_roots(pairs)
+    assert dict(zip(nodes.tolist(), roots.tolist(), strict=True)) == union_find_roots(pairs.tolist())
+
+
+def test_clusters_of_a_long_chain_in_shuffled_order() -> None:
+    order = np.random.default_rng(0).permutation(5_000)
+    nodes, roots = cluster_roots(np.stack([order[:-1], order[1:]], axis=1))
+    assert nodes.tolist() == list(range(5_000)) and set(roots.tolist()) == {0}
+
+
 def test_removal_reasons_eval_then_exact_then_near() -> None:
     plan = [Shard(0, "dev", True, ()), Shard(1, "eu", False, ()), Shard(2, "eu", False, ())]
     exact = [(node(0, 0), node(1, 3)), (node(1, 4), node(2, 0))]
