@@ -3,9 +3,11 @@
 1. `throughput`: the default pipeline (clean → language ID → exact + MinHash dedup) end to end, MB/s of
    UTF-8 text, on the target side of the three train files: the old single-process pipeline (commit
    OLD_COMMIT, extracted with `git archive` and run from a temporary folder) against the datatrove one with
-   1 and 2 workers (also with fastText as the cascade's first pass, the default before CLD2), each in a
-   fresh child process; then again on twice the input (each text again with its word order reversed: same
-   words and language, new documents) for the memory per worker.
+   1 and 2 workers (also with fastText as the cascade's first pass, the default before CLD2), and against
+   the issue's own comparison pipeline (datatrove's reader → a fastText language filter → writer, the
+   2.4 MB/s it quotes) on the same texts, each in a fresh child process; then again on twice the input
+   (each text again with its word order reversed: same words and language, new documents) for the memory
+   per worker.
 2. `langid`: recall on the (cleaned) target side and how much of the English side each backend keeps as
    the target language (restricted to eu/ru/lt/en), per file, with µs per document on one core.
 3. `pack`: tokenising ~10M tokens with a 64k-vocabulary byte-level BPE trained here, 1 vs 2 worker
@@ -67,10 +69,67 @@ def reversed_copies(folder: Path) -> None:
                 dst.write(json.dumps({lang: " ".join(reversed(text.split(" ")))}, ensure_ascii=False) + "\n")
 
 
+def yardstick_inputs(folder: Path, copies: Path | None, files: int = 22) -> Path:
+    """The same target texts as plain `{"text": ...}` lines in `files` gzip files (as many as the default
+    plan's shards), for the issue's own comparison pipeline."""
+    from langadapt.data.config import SourceConfig
+    from langadapt.data.sources import iter_documents
+
+    texts = [t for s in sources(copies).values() for t in iter_documents(SourceConfig(**s))]
+    folder.mkdir(parents=True)
+    for index in range(files):
+        with gzip.open(folder / f"{index:05d}.jsonl.gz", "wt", encoding="utf-8") as out:
+            out.writelines(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts[index::files])
+    return folder
+
+
+def fasttext_keeps(text: str, languages: tuple[str, ...] = ("eu", "ru", "lt"), threshold: float = 0.65) -> bool:
+    """datatrove's `LanguageFilter` decision (its defaults: every label's score, k=-1; kept when one of
+    `languages` scores above 0.65) on the bundled lid.176.ftz, loaded once per worker."""
+    global _YARDSTICK_MODEL
+    if _YARDSTICK_MODEL is None:
+        import fasttext
+
+        from langadapt.data.langid import bundled_fasttext_model
+
+        _YARDSTICK_MODEL = fasttext.load_model(str(bundled_fasttext_model()))
+    labels, scores = _YARDSTICK_MODEL.predict(text.replace("\n", " "), k=-1)
+    found = dict(zip(labels, scores, strict=True))
+    return any(found.get(f"__label__{code}", 0.0) > threshold for code in languages)
+
+
+_YARDSTICK_MODEL = None
+
+
+def yardstick(folder: Path, workers: int) -> int:
+    """The issue's comparison: datatrove's JsonlReader → a fastText language filter → JsonlWriter on its
+    LocalPipelineExecutor; no normalisation, quality filters, lingua or dedup. (datatrove's own
+    `LanguageFilter` would need `fasteners` and a download of lid.176.bin; `fasttext_keeps` is its
+    decision on the bundled model.) Returns the documents kept."""
+    from datatrove.executor.local import LocalPipelineExecutor
+    from datatrove.pipeline.filters import LambdaFilter
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+
+    with tempfile.TemporaryDirectory() as out:
+        keep = LambdaFilter(lambda doc: fasttext_keeps(doc.text))
+        steps = [JsonlReader(str(folder)), keep, JsonlWriter(f"{out}/kept")]
+        tasks = len(list(folder.iterdir()))
+        LocalPipelineExecutor(steps, tasks=tasks, workers=workers, logging_dir=f"{out}/logs").run()
+        return sum(sum(1 for _ in gzip.open(path)) for path in Path(out, "kept").iterdir())
+
+
 def measure(kind: str, workers: int, copies: str | None) -> dict:
-    """In a child process: one end-to-end run of the default pipeline (nothing merged into a corpus)."""
+    """In a child process: one end-to-end run of the default pipeline (nothing merged into a corpus), or of
+    the issue's comparison pipeline (`copies` is then its prepared folder)."""
     copies_dir = Path(copies) if copies else None
     start = time.perf_counter()
+    if kind == "yardstick":
+        assert copies_dir is not None
+        kept = yardstick(copies_dir, workers)
+        seconds = time.perf_counter() - start
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        return {"seconds": seconds, "kept": kept, "parent_mib": peak_rss_mb(), "worker_mib": children, "steps": None}
     if kind == "old":
         from langadapt.data.config import DataConfig
         from langadapt.data.ingest import Ingestor
@@ -110,8 +169,9 @@ def marginal_mb_per_s(single: dict, double: dict, sizes: dict[int, float]) -> fl
     return (sizes[2] - sizes[1]) / (double["seconds"] - single["seconds"])
 
 
-PIPELINES = (("old", 1), ("new", 1), ("new", 2), ("fasttext", 1), ("fasttext", 2))
-LABELS = {"old": "old (one process)", "new": "datatrove (default: CLD2 first)", "fasttext": "datatrove, fastText first"}
+PIPELINES = (("old", 1), ("new", 1), ("new", 2), ("fasttext", 1), ("fasttext", 2), ("yardstick", 1), ("yardstick", 2))
+LABELS = {"old": "old (one process)", "new": "datatrove (default: CLD2 first)", "fasttext": "datatrove, fastText first",
+          "yardstick": "the issue's comparison: reader → fastText → writer"}
 REPEATS = 3  # the machine is shared: each figure is the fastest of this many fresh runs
 
 
@@ -126,10 +186,13 @@ def throughput() -> str:
         subprocess.run(["tar", "-x", "-C", str(old_src)], input=archive.stdout, check=True)
         reversed_copies(Path(tmp))
         sizes = {1: input_mb(None), 2: input_mb(Path(tmp))}
+        yardsticks = {False: yardstick_inputs(Path(tmp) / "yardstick-1", None),
+                      True: yardstick_inputs(Path(tmp) / "yardstick-2", Path(tmp))}
         for double in (False, True):
             for kind, workers in PIPELINES:
                 env = {**os.environ, "PYTHONPATH": str(old_src / "src" if kind == "old" else REPO / "src")}
-                args = [sys.executable, __file__, "--measure", kind, str(workers), *([tmp] if double else [])]
+                extra = [str(yardsticks[double])] if kind == "yardstick" else [tmp] if double else []
+                args = [sys.executable, __file__, "--measure", kind, str(workers), *extra]
                 for _ in range(REPEATS):
                     child = subprocess.run(args, capture_output=True, text=True, check=True, env=env)
                     result = json.loads(child.stdout.strip().splitlines()[-1])
