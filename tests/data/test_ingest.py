@@ -146,3 +146,34 @@ def test_the_english_side_stops_the_stage_in_one_line(tmp_path: Path) -> None:
     assert "\n" not in message and message.startswith("data source 'eu': language ID removed 100% of its ")
     assert "(detected: en " in message and "check data.sources.eu.text_field ('en') and language ('eu')" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_token_count_every_k_samples_training_shards_and_counts_eval_texts(
+    tmp_path: Path, basque_texts: list[str], byte_level_tokenizer: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    from langadapt.data.stats import token_count
+
+    tokenizer = AutoTokenizer.from_pretrained(byte_level_tokenizer)
+    train = write_jsonl(tmp_path / "train.jsonl", basque_texts[:500])  # one shard
+    dev = write_jsonl(tmp_path / "dev.jsonl", basque_texts[1900:1950])
+    reports = {}
+    for every in (1, 5):
+        cfg = DataConfig(sources={"eu": {"path": str(train), "language": "eu"}},
+                         eval_sources={"dev": {"path": str(dev), "language": "eu"}}, token_count_every=every)
+        out = tmp_path / f"out{every}"
+        reports[every] = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=tokenizer, out=out)
+        reports[every]["files"] = {p.name: p.read_bytes() for p in sorted(out.rglob("*.gz"))}
+    exact, sampled = reports[1], reports[5]
+    assert exact["files"] == sampled["files"]  # the corpus does not depend on how tokens are counted
+    kept = list(read_texts(corpus_file(tmp_path / "out5", "eu")))
+    sample = kept[::5]
+    eu = sampled["sources"]["eu"]
+    assert eu["tokens_estimated_from"] == len(sample)
+    assert eu["tokens"] == round(token_count(tokenizer, sample) * sum(map(len, kept)) / sum(map(len, sample)))
+    assert exact["sources"]["eu"]["tokens"] == token_count(tokenizer, kept)
+    assert "tokens_estimated_from" not in exact["sources"]["eu"]
+    assert sampled["eval"]["dev"] == exact["eval"]["dev"] and "tokens_estimated_from" not in sampled["eval"]["dev"]
+    for key in ("documents", "characters", "words"):
+        assert eu[key] == exact["sources"]["eu"][key]

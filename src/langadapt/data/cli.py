@@ -93,6 +93,8 @@ def _print_tables(report: dict[str, Any]) -> None:
         rows = [("language", "language"), ("read", "read"), ("kept", "documents"), ("words", "words"),
                 ("tokens", "tokens"), ("tokens/word", "tokens_per_word"), ("duplicates", "duplicates"),
                 ("invalid UTF-8", "invalid_utf8")]
+        if any("tokens_estimated_from" in s for s in stats.values()):  # data.token_count_every > 1
+            rows.insert(5, ("tokens from (documents)", "tokens_estimated_from"))
         for label, key in rows:
             table.add_row(label, *(str(s.get(key) if s.get(key) is not None else "") for s in stats.values()))
         for name in filters:

@@ -133,11 +133,15 @@ class CorpusRun:
             self._raise_caps(short)
         quotas = {s.index: self.cfg.sources[s.source].max_documents for s in self.plan if s.stop_after is not None}
         self.engine.run("write", [SurvivorReader(self.work), DuplicateFilter(self.work, quotas),
-                                  CorpusWriter(self.work, self.tokenizer)], len(self.plan),
+                                  CorpusWriter(self.work, self.tokenizer, self._token_every())], len(self.plan),
                         order=costliest_first(self.plan))
         if out is not None:
             self._merge(Path(out))
         return self._report(time.perf_counter() - start)
+
+    def _token_every(self) -> dict[int, int]:
+        """Shard → count tokens on every k-th kept document (training shards; eval texts are all counted)."""
+        return {s.index: self.cfg.token_count_every for s in self.plan if not s.eval}
 
     # -- phases ---------------------------------------------------------------------------------------------
 

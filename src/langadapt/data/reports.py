@@ -85,6 +85,8 @@ def source_reports(plan: list[Shard], languages: dict[tuple[bool, str], str | No
         report.add(written)
         for key in ("documents", "characters", "words", "tokens"):
             report.kept[key] = report.kept.get(key, 0) + int(written.get(key, 0))
+        sampled = written.get("token_sample_documents", written.get("documents", 0))  # absent: all counted
+        report.kept["token_sample_documents"] = report.kept.get("token_sample_documents", 0) + int(sampled)
     return reports
 
 

@@ -366,20 +366,22 @@ class DuplicateFilter(BatchCountingFilter):
 
 class CorpusWriter(PipelineStep):
     """Writes a shard's final documents as one gzip member (no timestamp: same documents, same bytes) and
-    counts documents, characters, words and tokens; the stage concatenates the members per source."""
+    counts documents, characters, words and tokens (on every `token_every[shard]`-th document, the rest
+    estimated); the stage concatenates the members per source."""
 
     type = "💽 - WRITER"
     name = "corpus"
 
-    def __init__(self, work: Path, tokenizer: PreTrainedTokenizerBase | None):
+    def __init__(self, work: Path, tokenizer: PreTrainedTokenizerBase | None,
+                 token_every: dict[int, int] | None = None):
         super().__init__()
-        self.work, self.tokenizer = Path(work), tokenizer
+        self.work, self.tokenizer, self.token_every = Path(work), tokenizer, token_every or {}
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         path = shard_file(self.work / "corpus", rank)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        counts = TextStats(self.tokenizer)
+        counts = TextStats(self.tokenizer, self.token_every.get(rank, 1))
         batch: list[str] = []
         seconds = 0.0
         with tmp.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=3, mtime=0) as out:
@@ -399,6 +401,8 @@ class CorpusWriter(PipelineStep):
         for key, value in counts.to_dict().items():
             if key in ("documents", "characters", "words", "tokens"):
                 self.stat_update(key, value=value)
+        if counts.with_tokens:
+            self.stat_update("token_sample_documents", value=counts.sampled_documents)
         return
         yield
 

@@ -82,7 +82,10 @@ def corpus_tokens(cfg: RunConfig, counter: TokenCounter, *, sample: int, default
     for name, source in cfg.data.sources.items():
         stats = recorded.get(name)
         if isinstance(stats, dict) and isinstance(stats.get("tokens"), int):
-            counts[name] = Count(stats["tokens"], f"{name}: data stage's count (base tokenizer, after cleaning)")
+            sampled = stats.get("tokens_estimated_from")
+            how = (f"data stage's estimate from {sampled} of {stats.get('documents')} documents" if sampled is not None
+                   else "data stage's count")
+            counts[name] = Count(stats["tokens"], f"{name}: {how} (base tokenizer, after cleaning)")
         else:
             counts[name] = estimate_source(name, source, counter, sample=sample, default_tpw=default_tpw)
     return counts

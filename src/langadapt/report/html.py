@@ -168,10 +168,12 @@ def _data_section(run: RunView) -> str:
         (label, metrics.get(key) or {})
         for label, key in (("training sources", "sources"), ("evaluation texts", "eval"))
     ]
-    columns = ["language", "documents", "characters", "words", "tokens", "tokens_per_word", "chars_per_token"]
+    base_columns = ["language", "documents", "characters", "words", "tokens", "tokens_per_word", "chars_per_token"]
     parts = []
     for label, sources in groups:
         if isinstance(sources, dict) and sources:
+            sampled = any(isinstance(s, dict) and "tokens_estimated_from" in s for s in sources.values())
+            columns = [*base_columns, "tokens_estimated_from"] if sampled else base_columns  # token_count_every > 1
             rows = [
                 [name, *[fmt(stats.get(c)) for c in columns]]
                 for name, stats in sources.items()
