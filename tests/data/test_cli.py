@@ -51,3 +51,14 @@ def test_stats_on_a_run_folder_shows_the_mix(tmp_path: Path, byte_level_tokenize
 def test_stats_errors(tmp_path: Path) -> None:
     assert_one_line_error(langadapt("data", "stats", str(tmp_path)), "has no complete data stage")
     assert_one_line_error(langadapt("data", "stats", str(tmp_path / "nope.yaml")), "does not exist")
+
+
+def test_stats_say_which_token_counts_are_estimates(tmp_path: Path, byte_level_tokenizer: Path) -> None:
+    config = write_config(tmp_path, byte_level_tokenizer)
+    config.write_text(config.read_text().replace("data:\n", "data:\n  token_count_every: 4\n"))
+    result = langadapt("data", "stats", str(config), "--out", str(tmp_path / "stats.json"))
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((tmp_path / "stats.json").read_text())["sources"]
+    assert (stats["eu"]["tokens_estimated_from"], stats["en"]["tokens_estimated_from"]) == (75, 25)  # ⌈300/4⌉, ⌈100/4⌉
+    row = next(line for line in result.stdout.splitlines() if "tokens from (documents)" in line)
+    assert "75" in row and "25" in row

@@ -124,6 +124,12 @@ def test_run_records_replace_estimates_and_the_default_tokens_per_word_is_labell
         "sources": {"basque": {"tokens": 80_000}, "english": {"tokens": 50_000}}}}))
     stages = {s.name: s for s in plan(data, tmp_path).stages}
     assert stages["data"].tokens.value == 130_000 and stages["pack"].tokens.value == 100_000 // 128 * 128
+    assert "data stage's count" in stages["data"].tokens.basis
+    (data_dir / "manifest.json").write_text(json.dumps({"status": "complete", "metrics": {"sources": {
+        "basque": {"tokens": 80_000, "documents": 900, "tokens_estimated_from": 57}, "english": {"tokens": 50_000}}}}))
+    stages = {s.name: s for s in plan(data, tmp_path).stages}  # data.token_count_every > 1: an estimate, said so
+    assert stages["data"].tokens.value == 130_000
+    assert "basque: data stage's estimate from 57 of 900 documents" in stages["data"].tokens.basis
     pack_dir = tmp_path / "run" / "pack"
     pack_dir.mkdir()
     (pack_dir / "manifest.json").write_text(json.dumps({"status": "complete", "metrics": {"blocks": 7}}))
