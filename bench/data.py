@@ -16,8 +16,11 @@
    mixing by documents and one padded document per block.
 5. `gz`: one large .jsonl.gz read in 32 pieces in order, with readers parked between pieces against a
    fresh reader per piece.
+6. `tokens`: the default pipeline with 2 workers as the stage runs it, counting SmolLM2's tokens (the
+   builtin's tokenizer, materialised once under $LANGADAPT_HOME) on every k-th kept document
+   (`data.token_count_every`): seconds, the write phase and each estimate's error against k = 1.
 
-    flock /tmp/langadapt-cpu.lock .venv/bin/python bench/data.py [--only throughput langid pack mix gz]
+    flock /tmp/langadapt-cpu.lock .venv/bin/python bench/data.py [--only throughput langid pack mix gz tokens]
 """
 
 from __future__ import annotations
@@ -123,6 +126,7 @@ def measure(kind: str, workers: int, copies: str | None) -> dict:
     """In a child process: one end-to-end run of the default pipeline (nothing merged into a corpus), or of
     the issue's comparison pipeline (`copies` is then its prepared folder)."""
     copies_dir = Path(copies) if copies else None
+    tokenizer = counting_tokenizer() if kind.startswith("tokens:") else None  # loaded before the clock starts
     start = time.perf_counter()
     if kind == "yardstick":
         assert copies_dir is not None
@@ -142,14 +146,48 @@ def measure(kind: str, workers: int, copies: str | None) -> dict:
         from langadapt.data.ingest import ingest_corpus
 
         langid = {"first_pass": ["fasttext"]} if kind == "fasttext" else {}
-        cfg = DataConfig(sources=sources(copies_dir), executor={"workers": workers}, langid=langid)
+        every = int(kind.split(":")[1]) if kind.startswith("tokens:") else 1
+        cfg = DataConfig(sources=sources(copies_dir), executor={"workers": workers}, langid=langid,
+                         token_count_every=every)
         with tempfile.TemporaryDirectory() as work:
-            report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, work=Path(work))
+            report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=tokenizer, work=Path(work))
         kept = sum(s["documents"] for s in report["sources"].values())
     seconds = time.perf_counter() - start
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     steps = report["throughput"]["steps"] if kind != "old" else None
-    return {"seconds": seconds, "kept": kept, "parent_mib": peak_rss_mb(), "worker_mib": children, "steps": steps}
+    result = {"seconds": seconds, "kept": kept, "parent_mib": peak_rss_mb(), "worker_mib": children, "steps": steps}
+    if kind.startswith("tokens:"):
+        result["phases"] = report["throughput"]["phases"]
+        result["tokens"] = {name: s["tokens"] for name, s in report["sources"].items()}
+    return result
+
+
+def counting_tokenizer():
+    """The demo's base tokenizer (SmolLM2's byte-level BPE, 49k), which the data stage counts tokens with."""
+    from langadapt.models import load_tokenizer
+
+    return load_tokenizer("builtin:smollm2-135m-instruct")
+
+
+def token_counting(everies: tuple[int, ...] = (1, 4, 16)) -> str:
+    """The default pipeline with 2 workers as the stage runs it, counting the base tokenizer's tokens on every
+    k-th kept document (`data.token_count_every`): seconds, the write phase, and each estimate's error."""
+    counting_tokenizer()  # materialise the builtin once, outside the timed children
+    best: dict[int, dict] = {}
+    for _ in range(REPEATS):
+        for every in everies:  # alternated, so a slow spell of the machine falls on every k alike
+            args = [sys.executable, __file__, "--measure", f"tokens:{every}", "2"]
+            child = subprocess.run(args, capture_output=True, text=True, check=True)
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            print(every, round(result["seconds"], 2), result["phases"], result["tokens"], flush=True)
+            if every not in best or result["seconds"] < best[every]["seconds"]:
+                best[every] = result
+    size = input_mb(None)
+    exact = best[everies[0]]["tokens"]
+    rows = [[every, round(r["seconds"], 2), round(size / r["seconds"], 3), r["phases"]["write"],
+             *(f"{r['tokens'][n]} ({r['tokens'][n] / exact[n] - 1:+.2%})" for n in exact)]
+            for every, r in best.items()]
+    return markdown_table(["every k-th document", "s", "MB/s", "write phase s", *exact], rows)
 
 
 def input_mb(copies: Path | None) -> float:
@@ -422,7 +460,7 @@ def gz_pieces(copies: int = 10, pieces: int = 32) -> str:
 
 
 SECTIONS = {"throughput": throughput, "langid": langid, "pack": pack_figures, "mix": mix_figures,
-            "gz": gz_pieces}
+            "gz": gz_pieces, "tokens": token_counting}
 
 
 def main() -> None:
