@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langadapt.data.clusters import cluster_roots, removals
+from langadapt.data import clusters
+from langadapt.data.clusters import DocumentIndex, UnionFind, removals
 from langadapt.data.config import NearDedupConfig
 from langadapt.data.dedup import (
     EXACT_LAYOUT,
@@ -104,17 +105,10 @@ def test_band_collisions_pair_each_document_with_the_first_of_its_group(tmp_path
     assert band_collisions(task).tolist() == [[1, 0, 2, 0]]
 
 
-def node(shard: int, doc: int) -> int:
-    return shard << 32 | doc
-
-
-def test_clusters_keep_the_first_document() -> None:
-    pairs = np.array([(node(2, 5), node(1, 9)), (node(3, 0), node(2, 5)), (node(4, 1), node(4, 2))])
-    nodes, roots = cluster_roots(pairs)
-    assert dict(zip(nodes.tolist(), roots.tolist(), strict=True)) == {
-        node(1, 9): node(1, 9), node(2, 5): node(1, 9), node(3, 0): node(1, 9),
-        node(4, 1): node(4, 1), node(4, 2): node(4, 1)}
-    assert [len(part) for part in cluster_roots(np.zeros((0, 2), np.int64))] == [0, 0]
+def write_dups(path: Path, pairs: list[tuple[tuple[int, int], tuple[int, int]]]) -> Path:
+    """A `.dups` file: (earlier shard, earlier doc, later shard, later doc) rows of uint32."""
+    np.array([(*a, *b) for a, b in pairs], dtype=np.uint32).reshape(-1, 4).tofile(path)
+    return path
 
 
 def union_find_roots(pairs: list[tuple[int, int]]) -> dict[int, int]:
@@ -133,28 +127,53 @@ def union_find_roots(pairs: list[tuple[int, int]]) -> dict[int, int]:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_clusters_match_a_union_find(seed: int) -> None:
+def test_clusters_match_a_union_find_across_files(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clusters, "CHUNK", 7)  # several chunks per pass over the arrays
     rng = np.random.default_rng(seed)
-    count = int(rng.integers(1, 300))
-    pairs = (rng.integers(0, 4, (count, 2)) << 32) | rng.integers(0, int(rng.integers(2, 400)), (count, 2))
-    nodes, roots = cluster_roots(pairs)
-    assert dict(zip(nodes.tolist(), roots.tolist(), strict=True)) == union_find_roots(pairs.tolist())
+    count, docs = int(rng.integers(1, 300)), int(rng.integers(2, 400))
+    rows = np.stack([rng.integers(0, 4, count), rng.integers(0, docs, count),
+                     rng.integers(0, 4, count), rng.integers(0, docs, count)], axis=1)
+    files = [write_dups(tmp_path / f"{i}.dups", [((a, b), (c, d)) for a, b, c, d in part.tolist()])
+             for i, part in enumerate(np.array_split(rows, 3))]
+    index = DocumentIndex(files, shards=4)
+    found = UnionFind(tmp_path / "parent.npy", index.size)
+    for path in files:
+        found.union(*index.positions(clusters.read_pair_file(path)))
+    found.flatten()
+    pairs = [tuple(pair) for pair in np.stack(index.positions(rows), axis=1).tolist()]
+    expected = union_find_roots(pairs)
+    assert {x: int(found.parent[x]) for x in expected} == expected
+    untouched = set(range(index.size)) - set(expected)
+    assert all(found.parent[x] == x for x in untouched)  # documents in no pair are their own cluster
 
 
-def test_clusters_of_a_long_chain_in_shuffled_order() -> None:
+def test_clusters_of_a_long_chain_in_shuffled_order(tmp_path: Path) -> None:
     order = np.random.default_rng(0).permutation(5_000)
-    nodes, roots = cluster_roots(np.stack([order[:-1], order[1:]], axis=1))
-    assert nodes.tolist() == list(range(5_000)) and set(roots.tolist()) == {0}
+    found = UnionFind(tmp_path / "parent.npy", 5_000)
+    found.union(order[:-1], order[1:])
+    found.flatten()
+    assert set(np.asarray(found.parent).tolist()) == {0}
 
 
-def test_removal_reasons_eval_then_exact_then_near() -> None:
+def test_positions_keep_reading_order_and_size_each_shard_by_its_last_paired_document(tmp_path: Path) -> None:
+    files = [write_dups(tmp_path / "a.dups", [((0, 4), (2, 1))]), write_dups(tmp_path / "b.dups", [((2, 6), (2, 9))])]
+    index = DocumentIndex(files, shards=4)
+    assert index.offsets.tolist() == [0, 5, 5, 15, 15] and index.size == 15
+    assert index.shard_of(np.array([0, 4, 5, 14])).tolist() == [0, 0, 2, 2]
+
+
+def test_removal_reasons_eval_then_exact_then_near(tmp_path: Path) -> None:
     plan = [Shard(0, "dev", True, ()), Shard(1, "eu", False, ()), Shard(2, "eu", False, ())]
-    exact = [(node(0, 0), node(1, 3)), (node(1, 4), node(2, 0))]
-    near = [(node(1, 3), node(2, 1)), (node(1, 4), node(2, 2)), (node(2, 2), node(2, 7)), (node(0, 1), node(0, 2))]
-    found = removals(plan, exact, near)
+    exact = [write_dups(tmp_path / "exact.dups", [((0, 0), (1, 3)), ((1, 4), (2, 0))])]
+    near = [write_dups(tmp_path / "near-0.dups", [((1, 3), (2, 1)), ((1, 4), (2, 2))]),
+            write_dups(tmp_path / "near-1.dups", [((2, 2), (2, 7)), ((0, 1), (0, 2))])]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    found = dict(removals(plan, exact, near, scratch))
     codes = {0: "exact_duplicate", 1: "near_duplicate", 2: "eval_overlap"}
     named = {shard: [(int(d), codes[int(r)]) for d, r in rows] for shard, rows in found.items()}
     # 1/3 copies an eval text and 2/1 is near it: both in the eval text's cluster. 2/0 copies 1/4 (kept, first);
     # 2/2 is near 1/4, 2/7 near 2/2: one cluster, first occurrence kept. Eval texts never go.
     assert named == {1: [(3, "eval_overlap")], 2: [(0, "exact_duplicate"), (1, "eval_overlap"),
                                                    (2, "near_duplicate"), (7, "near_duplicate")]}
+    assert dict(removals(plan, [], [], scratch)) == {}  # no pairs: nothing goes, nothing is mapped
