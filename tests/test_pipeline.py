@@ -268,3 +268,13 @@ def test_unhashed_keys_change_how_a_stage_runs_not_whether_it_reruns(tmp_path: P
     cfg.data.sources["eu"].max_documents = 3
     run_pipeline(cfg)
     assert recorder.calls == ["data", "vocab", "embed"]
+
+
+def test_sampling_token_counts_keeps_the_data_stage_up_to_date(tmp_path: Path) -> None:
+    """`data.token_count_every` changes the manifest's counts, not the corpus: another k does not redo the stage,
+    and (unhashed) the key leaves the hash of a run made before it existed as it was."""
+    data = pipeline.registered_stages()["data"]
+    cfg = make_config(tmp_path)
+    exact = pipeline._config_hash(data, cfg)
+    cfg.data.token_count_every = 16
+    assert pipeline._config_hash(data, cfg) == exact

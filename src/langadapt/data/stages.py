@@ -45,7 +45,7 @@ def _preflight(cfg: RunConfig) -> None:
 
 
 @stage("data", produces=("corpus",), uses=("models.base", "models.tokenizer", "target_language"),
-       unhashed=("data.executor",),
+       unhashed=("data.executor", "data.token_count_every"),
        external_inputs=_source_paths, preflight=_preflight, version=2)
 def data_stage(cfg: RunConfig, ctx: StageContext) -> dict[str, Any]:
     from langadapt.data.ingest import ingest_corpus
