@@ -200,3 +200,13 @@ def test_report_stage_writes_the_page_into_the_run(tmp_path: Path, monkeypatch) 
     page = (tmp_path / "run" / "report" / "report.html").read_text()
     assert "<title>Basque &lt;demo&gt;</title>" in page and "<td>data</td>" in page
     assert RunStore(tmp_path / "run").manifest("report")["metrics"]["stages"] == ["data"]
+
+
+def test_the_data_section_says_which_token_counts_are_estimates(tmp_path: Path) -> None:
+    manifests = stage_manifests(constructed_metrics(tmp_path))
+    manifests["data"]["sources"]["basque"] |= {"tokens": 35_000, "tokens_estimated_from": 625}
+    data = section_of(render_report(load_run(fake_run(tmp_path / "s", "sampled", manifests))), "Data")
+    assert "tokens_estimated_from" in data and "625" in data
+    exact = section_of(render_report(load_run(fake_run(tmp_path / "e", "exact", stage_manifests(
+        constructed_metrics(tmp_path))))), "Data")
+    assert "tokens_estimated_from" not in exact
