@@ -19,8 +19,9 @@
 6. `tokens`: the default pipeline with 2 workers as the stage runs it, counting SmolLM2's tokens (the
    builtin's tokenizer, materialised once under $LANGADAPT_HOME) on every k-th kept document
    (`data.token_count_every`): seconds, the write phase and each estimate's error against k = 1.
+7. `scale`: 1 against 2 workers on 4× the input (the train files and three reordered copies of each).
 
-    flock /tmp/langadapt-cpu.lock .venv/bin/python bench/data.py [--only throughput langid pack mix gz tokens]
+    flock /tmp/langadapt-cpu.lock .venv/bin/python bench/data.py [--only throughput langid pack mix gz tokens scale]
 """
 
 from __future__ import annotations
@@ -50,26 +51,34 @@ OOD = {
 }
 
 
+COPIES = {  # how a copy of a train file reorders each text's words: same words and language, new documents
+    "reversed": lambda words: words[::-1],
+    "rotated": lambda words: words[1:] + words[:1],
+    "rotated-reversed": lambda words: (words[1:] + words[:1])[::-1],
+}
+
+
 def sources(copies: Path | None) -> dict[str, dict]:
+    """The three train files, then each copy of them in `copies` (`<lang>-<how>.jsonl.gz`), file by file."""
     found = {lang: {"path": str(path), "text_field": lang, "language": lang} for lang, path in TRAIN.items()}
     for lang in TRAIN if copies else ():
-        found[f"{lang}-reversed"] = {
-            "path": str(copies / f"{lang}-reversed.jsonl.gz"),
-            "text_field": lang,
-            "language": lang,
-        }
+        for how in COPIES:
+            path = copies / f"{lang}-{how}.jsonl.gz"
+            if path.exists():
+                found[f"{lang}-{how}"] = {"path": str(path), "text_field": lang, "language": lang}
     return found
 
 
-def reversed_copies(folder: Path) -> None:
+def write_copies(folder: Path, hows: tuple[str, ...] = ("reversed",)) -> None:
     for lang, path in TRAIN.items():
-        with (
-            gzip.open(path, "rt", encoding="utf-8") as src,
-            gzip.open(folder / f"{lang}-reversed.jsonl.gz", "wt", encoding="utf-8") as dst,
-        ):
-            for line in src:
-                text = json.loads(line)[lang]
-                dst.write(json.dumps({lang: " ".join(reversed(text.split(" ")))}, ensure_ascii=False) + "\n")
+        for how in hows:
+            with (
+                gzip.open(path, "rt", encoding="utf-8") as src,
+                gzip.open(folder / f"{lang}-{how}.jsonl.gz", "wt", encoding="utf-8") as dst,
+            ):
+                for line in src:
+                    words = json.loads(line)[lang].split(" ")
+                    dst.write(json.dumps({lang: " ".join(COPIES[how](words))}, ensure_ascii=False) + "\n")
 
 
 def yardstick_inputs(folder: Path, copies: Path | None, files: int = 22) -> Path:
@@ -222,7 +231,7 @@ def throughput() -> str:
             ["git", "-C", str(REPO), "archive", OLD_COMMIT, "src"], capture_output=True, check=True
         )
         subprocess.run(["tar", "-x", "-C", str(old_src)], input=archive.stdout, check=True)
-        reversed_copies(Path(tmp))
+        write_copies(Path(tmp))
         sizes = {1: input_mb(None), 2: input_mb(Path(tmp))}
         yardsticks = {False: yardstick_inputs(Path(tmp) / "yardstick-1", None),
                       True: yardstick_inputs(Path(tmp) / "yardstick-2", Path(tmp))}
@@ -264,6 +273,29 @@ def throughput() -> str:
              for name, step in results["new", 1, False]["steps"].items()]
     return markdown_table(header, rows) + "\n\nSteps of the fastest 1-worker run (core-seconds):\n\n" + markdown_table(
         ["step", "s", "documents", "MB/s (one core)", "documents/s"], steps)
+
+
+def scale() -> str:
+    """1 against 2 workers on 4× the input (each train file, then copies with its words reversed, rotated by
+    one, and both), alternated: where the fixed cost weighs a quarter as much as on the issue's input."""
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_copies(Path(tmp), tuple(COPIES))
+        size = input_mb(Path(tmp))
+        for _ in range(REPEATS):
+            for workers in runs:
+                args = [sys.executable, __file__, "--measure", "new", str(workers), tmp]
+                child = subprocess.run(args, capture_output=True, text=True, check=True)
+                result = json.loads(child.stdout.strip().splitlines()[-1])
+                print(workers, {k: v for k, v in result.items() if k != "steps"}, flush=True)
+                runs[workers].append(result)
+    fastest = {w: min(r["seconds"] for r in rs) for w, rs in runs.items()}
+    median = {w: sorted(r["seconds"] for r in rs)[len(rs) // 2] for w, rs in runs.items()}
+    rows = [[w, round(size, 2), round(fastest[w], 2), round(median[w], 2), round(size / fastest[w], 3),
+             round(fastest[1] / fastest[w], 2), round(median[1] / median[w], 2), runs[w][0]["kept"],
+             round(max(r["worker_mib"] for r in runs[w]))] for w in runs]
+    return markdown_table(["workers", "input MB", "fastest s", "median s", "MB/s (fastest)", "× 1 worker (fastest)",
+                           "× 1 worker (median)", "kept", "worker MiB"], rows)
 
 
 def cleaned(path: Path, field: str) -> list[str]:
@@ -460,7 +492,7 @@ def gz_pieces(copies: int = 10, pieces: int = 32) -> str:
 
 
 SECTIONS = {"throughput": throughput, "langid": langid, "pack": pack_figures, "mix": mix_figures,
-            "gz": gz_pieces, "tokens": token_counting}
+            "gz": gz_pieces, "tokens": token_counting, "scale": scale}
 
 
 def main() -> None:
