@@ -137,13 +137,11 @@ def measure(kind: str, workers: int, copies: str | None) -> dict:
     copies_dir = Path(copies) if copies else None
     tokenizer = counting_tokenizer() if kind.startswith("tokens:") else None  # loaded before the clock starts
     start = time.perf_counter()
+    report = None
     if kind == "yardstick":
         assert copies_dir is not None
         kept = yardstick(copies_dir, workers)
-        seconds = time.perf_counter() - start
-        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        return {"seconds": seconds, "kept": kept, "parent_mib": peak_rss_mb(), "worker_mib": children, "steps": None}
-    if kind == "old":
+    elif kind == "old":
         from langadapt.data.config import DataConfig
         from langadapt.data.ingest import Ingestor
 
@@ -163,7 +161,7 @@ def measure(kind: str, workers: int, copies: str | None) -> dict:
         kept = sum(s["documents"] for s in report["sources"].values())
     seconds = time.perf_counter() - start
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    steps = report["throughput"]["steps"] if kind != "old" else None
+    steps = report["throughput"]["steps"] if report is not None else None
     result = {"seconds": seconds, "kept": kept, "parent_mib": peak_rss_mb(), "worker_mib": children, "steps": steps}
     if kind.startswith("tokens:"):
         result["phases"] = report["throughput"]["phases"]

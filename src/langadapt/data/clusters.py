@@ -108,11 +108,12 @@ def removals(plan: list[Shard], exact_files: Sequence[Path], near_files: Sequenc
         return
     clusters = UnionFind(scratch / "parent.npy", index.size)
     exact_later = np.lib.format.open_memmap(scratch / "exact.npy", mode="w+", dtype=np.bool_, shape=(index.size,))
-    for path in (*exact_files, *near_files):
+    for path in exact_files:
         earlier, later = index.positions(read_pair_file(path))
         clusters.union(earlier, later)
-        if path in exact_files:
-            exact_later[later] = True
+        exact_later[later] = True
+    for path in near_files:
+        clusters.union(*index.positions(read_pair_file(path)))
     clusters.flatten()
     is_eval = np.array([shard.eval for shard in plan], dtype=bool)
     for shard in range(len(plan)):

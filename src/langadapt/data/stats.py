@@ -58,7 +58,7 @@ class TextStats:
         self.documents += len(texts)
         self.characters += sum(len(t) for t in texts)
         self.words += sum(len(t.split()) for t in texts)
-        sample = texts[first :: self.token_every] if self.token_every > 1 else texts
+        sample = texts[first :: self.token_every]
         if self.tokenizer is not None and sample:
             self.sampled_documents += len(sample)
             self.sampled_characters += sum(len(t) for t in sample)
