@@ -30,6 +30,17 @@ SHARED_DATA = Path(
     or next((c for c in _CANDIDATES if c.is_dir()), _CANDIDATES[0])
 )
 DEMO_DATA = REPO / "examples" / "data" / "eu"
+# The parallel train files of the three target languages (a field per language: `eu`/`ru`/`lt` and `en`),
+# and the out-of-domain UI strings of two of them.
+TRAIN_FILES = {
+    "eu": SHARED_DATA / "eu" / "libreoffice-help.en-eu.train.jsonl.gz",
+    "ru": SHARED_DATA / "ru" / "libreoffice-help.en-ru.train.jsonl.gz",
+    "lt": SHARED_DATA / "lt" / "ui-strings.en-lt.train.jsonl.gz",
+}
+OOD_FILES = {
+    "eu": SHARED_DATA / "eu" / "ui-strings.en-eu.ood.jsonl.gz",
+    "ru": SHARED_DATA / "ru" / "ui-strings.en-ru.ood.jsonl.gz",
+}
 
 
 @contextmanager

@@ -21,13 +21,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-from common import SHARED_DATA, markdown_table, peak_rss_mb, read_field
+from common import SHARED_DATA, TRAIN_FILES, markdown_table, peak_rss_mb, read_field
 
-TRAIN = {
-    "eu": SHARED_DATA / "eu" / "libreoffice-help.en-eu.train.jsonl.gz",
-    "ru": SHARED_DATA / "ru" / "libreoffice-help.en-ru.train.jsonl.gz",
-    "lt": SHARED_DATA / "lt" / "ui-strings.en-lt.train.jsonl.gz",
-}
 DEV = SHARED_DATA / "eu" / "libreoffice-help.en-eu.dev.jsonl.gz"
 # (languages of the training text, target BPE size): the Basque corpus alone yields at most ~23k new tokens,
 # so the ~50k point trains on Basque + Russian + Lithuanian.
@@ -96,7 +91,7 @@ def build_extended(languages: str, vocab_size: int, out: Path) -> Path:
     from langadapt.vocab.build import build_vocabulary, save_vocabulary
 
     base = BaseTokenizer.load(MODEL)
-    texts = [text for lang in languages.split("+") for text in read_field(TRAIN[lang], lang)]
+    texts = [text for lang in languages.split("+") for text in read_field(TRAIN_FILES[lang], lang)]
     vocabulary = build_vocabulary(base, iter(texts), method="extended", vocab_size=vocab_size)
     save_vocabulary(vocabulary, base, out)
     return out
