@@ -42,7 +42,7 @@ from data_steps import gz_pieces, langid, mix_figures, pack_figures, tokenize_ch
 
 # Where every section's work folders go: on the disk a run's own work folders use (`runs/<name>/.work`).
 # This machine's /tmp creates a file in 0.6-0.8 ms against 0.03-0.04 ms elsewhere on the same disk, and a
-# shard's phases create ~50 files (docs/benchmarks.md); `--scratch /tmp` measures under that cost.
+# shard's phases create ~30 files (docs/benchmarks.md); `--scratch /tmp` measures under that cost.
 SCRATCH = REPO / "runs" / ".bench"
 SECTIONS = {"throughput": throughput, "langid": langid, "pack": pack_figures, "mix": mix_figures,
             "gz": gz_pieces, "tokens": token_counting, "scale": scale}

@@ -33,18 +33,19 @@ def test_exact_key_ignores_case_punctuation_and_spacing() -> None:
     assert exact_hash("egin klik hemen") != exact_hash("egin klik han")
 
 
+def reference_fmix(value: int) -> int:
+    """MurmurHash3's 64-bit finaliser on a Python int."""
+    for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+        value = ((value ^ (value >> 33)) * multiplier) & MASK64
+    return value ^ (value >> 33)
+
+
 def reference_shingle_hashes(key: str, n: int) -> list[int]:
     """`ShingleHasher`'s documented formula, one Python int at a time."""
-
-    def fmix(value: int) -> int:
-        for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
-            value = ((value ^ (value >> 33)) * multiplier) & MASK64
-        return value ^ (value >> 33)
-
-    words = [fmix(sum(b * pow(WORD_BASE, j, 1 << 64) for j, b in enumerate(w)) & MASK64)
+    words = [reference_fmix(sum(b * pow(WORD_BASE, j, 1 << 64) for j, b in enumerate(w)) & MASK64)
              for w in key.encode("utf-8").split()]
     windows = [words] if len(words) <= n else [words[i : i + n] for i in range(len(words) - n + 1)]
-    return [fmix(sum(w * pow(SHINGLE_BASE, j, 1 << 64) for j, w in enumerate(window)) & MASK64)
+    return [reference_fmix(sum(w * pow(SHINGLE_BASE, j, 1 << 64) for j, w in enumerate(window)) & MASK64)
             for window in windows if window]
 
 
@@ -83,24 +84,47 @@ def test_signatures_estimate_jaccard() -> None:
     assert (signatures[0] == signatures[2]).all()  # the same key after case folding
 
 
-def write_band(folder: Path, layout: BandLayout, shard: int, rows: list[tuple[int, ...]]) -> None:
-    hashes = np.array([r[:-1] for r in rows], dtype=np.uint64).reshape(len(rows), layout.rows)
-    layout.write_sorted(folder, shard, 0, hashes, np.array([r[-1] for r in rows], dtype=np.uint32))
+def test_band_keys_chain_each_bands_minima_and_collide_when_a_band_is_equal() -> None:
+    signer = MinhashSigner(NearDedupConfig(), seed=5)  # 9 bands of 13 rows
+    words = [f"hitza{i}" for i in range(60)]
+    texts = [" ".join(words), " ".join([*words[:57], "beste", "bat", "hemen"]), " ".join(reversed(words)), ""]
+    keys = [dedup_key(t) for t in texts]
+    present, band_keys = signer.band_keys(keys)
+    _, minima = signer.signatures(keys)
+    assert present.tolist() == [0, 1, 2] and band_keys.shape == (3, signer.layout.bands) == (3, 9)
+    for doc in range(3):
+        for band in range(9):
+            rows = [int(v) for v in minima[doc, band * 13 : (band + 1) * 13]] + [0]  # the odd row pairs with 0
+            expected = 0
+            for high, low in zip(rows[0::2], rows[1::2], strict=False):
+                expected = reference_fmix(expected ^ (high << 32 | low))
+            assert int(band_keys[doc, band]) == expected
+    for band in range(9):
+        same = (minima[0, band * 13 : (band + 1) * 13] == minima[1, band * 13 : (band + 1) * 13]).all()
+        assert (band_keys[0, band] == band_keys[1, band]) == same
+    assert 0 < (band_keys[0] == band_keys[1]).sum() < 9  # near copies share some bands, not all
+    assert not (band_keys[0] == band_keys[2]).any()
+
+
+def write_band(folder: Path, shard: int, records: list[tuple[int, int]]) -> None:
+    keys = np.array([key for key, _ in records], dtype=np.uint64)
+    BandLayout(bands=1).write_sorted(folder, shard, 0, keys, np.array([doc for _, doc in records], dtype=np.uint32))
 
 
 @pytest.mark.parametrize("per_task", [1, 100])
 def test_band_collisions_pair_each_document_with_the_first_of_its_group(tmp_path: Path, per_task: int) -> None:
-    layout = BandLayout(bands=1, rows=2, bits=32)
-    write_band(tmp_path, layout, 0, [(5, 6, 0), (7, 8, 1), (5, 6, 2)])
-    write_band(tmp_path, layout, 3, [(5, 6, 0), (5, 7, 1), (9, 9, 2)])
-    write_band(tmp_path, layout, 4, [])
+    write_band(tmp_path, 0, [(56, 0), (78, 1), (56, 2)])
+    write_band(tmp_path, 3, [(56, 0), (57, 1), (99, 2)])
+    write_band(tmp_path, 4, [])
+    layout = BandLayout(bands=1)
+    assert layout.record.itemsize == 12
     tasks = plan_band_tasks(tmp_path, layout, per_task=per_task)
-    assert len(tasks) == (1 if per_task == 100 else 4)  # ranges cut at quantiles of the first hash: 0, 5, 7, 9
+    assert len(tasks) == (1 if per_task == 100 else 5)  # ranges cut at quantiles of the keys: 0, 56, 57, 78, 99
     pairs = np.concatenate([band_collisions(task) for task in tasks])
     assert sorted(map(tuple, pairs.tolist())) == [(0, 0, 0, 2), (0, 0, 3, 0)]
     exact = tmp_path / "exact"
-    EXACT_LAYOUT.write_sorted(exact, 1, 0, np.array([[2**64 - 1], [7]], np.uint64), np.array([0, 1], np.uint32))
-    EXACT_LAYOUT.write_sorted(exact, 2, 0, np.array([[2**64 - 1]], np.uint64), np.array([0], np.uint32))
+    EXACT_LAYOUT.write_sorted(exact, 1, 0, np.array([2**64 - 1, 7], np.uint64), np.array([0, 1], np.uint32))
+    EXACT_LAYOUT.write_sorted(exact, 2, 0, np.array([2**64 - 1], np.uint64), np.array([0], np.uint32))
     (task,) = plan_band_tasks(exact, EXACT_LAYOUT)
     assert band_collisions(task).tolist() == [[1, 0, 2, 0]]
 

@@ -1,16 +1,18 @@
-"""Duplicate keys and MinHash signatures, written to disk in datatrove's MinHash format.
+"""Duplicate keys and MinHash band keys, written to disk in sorted files that collision tasks cut by range.
 
 Exact: a 64-bit xxhash of the text case-folded with punctuation and spacing removed, so copies that differ
 only in those count as duplicates. Near: MinHash over word n-gram shingles of that key, cut into LSH bands
 (`bands × rows` hashes) chosen for the threshold the way datasketch chooses them. Each shard writes one
-sorted file per band (`bucket_<band>/<shard>.minhash.sig`, records of `rows` 32-bit hashes + the document's
-index, sorted by the first hash), and exact hashes as a one-band file of 64-bit hashes — datatrove's
-stage-1 record layout. `BandCollisions`
-(stage 2) then finds the colliding documents per band and hash range: datatrove's `MinhashDedupBuckets`
-merges the files through a Python heap (~5 µs a record here), this sorts a range at a time with numpy
-(~0.1 µs); each task holds at most `RECORDS_PER_TASK` records, so memory stays flat in the corpus size.
+sorted file per band (datatrove's folders: `bucket_<band>/<shard>.minhash.sig`) of 12-byte records: a 64-bit
+key of the band's `rows` minima and the document's index, sorted by key. datatrove stores the minima
+themselves (13 × 4 bytes + 4 at the default 9 bands of 13 rows: 504 bytes a document against 108, more
+than the text of a short paragraph). Two documents share a band key when their band's minima are equal, or
+by chance with probability 2^-64 per pair: at a billion documents, ~0.03 false band collisions per band.
+Exact hashes are a one-band file of the same records. `BandCollisions` (stage 2) then finds the colliding
+documents per band and key range: datatrove's `MinhashDedupBuckets` merges the files through a Python heap
+(~5 µs a record here), this sorts a range at a time with numpy (~0.1 µs); each task holds at most
+`RECORDS_PER_TASK` records, so memory stays flat in the corpus size.
 """
-
 from __future__ import annotations
 
 import itertools
@@ -116,24 +118,16 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class BandLayout:
-    """How a signature is cut into LSH bands and stored: `bands` files of `rows` hashes of `bits` bits."""
+    """`bands` sorted files a shard, of (64-bit key, document index) records."""
 
     bands: int
-    rows: int
-    bits: int
+    record = np.dtype([("key", "<u8"), ("doc", "<u4")])  # packed, little-endian: 12 bytes
 
-    @property
-    def record(self) -> np.dtype:
-        """One line of a `.minhash.sig` file, as datatrove's `read_sigs` unpacks it (little-endian)."""
-        kind = "<u4" if self.bits == 32 else "<u8"
-        return np.dtype([*((f"h{i}", kind) for i in range(self.rows)), ("doc", "<u4")])
-
-    def write_sorted(self, folder: Path, shard: int, band: int, hashes: np.ndarray, docs: np.ndarray) -> None:
-        """Write (hashes, doc) records sorted by their first hash, through a temporary name."""
-        order = np.argsort(hashes[:, 0], kind="stable")  # by first hash: collision tasks select ranges of it
+    def write_sorted(self, folder: Path, shard: int, band: int, keys: np.ndarray, docs: np.ndarray) -> None:
+        """Write (key, doc) records sorted by key, through a temporary name."""
+        order = np.argsort(keys, kind="stable")  # collision tasks select ranges of keys
         records = np.empty(len(docs), dtype=self.record)
-        for i in range(self.rows):
-            records[f"h{i}"] = hashes[order, i]
+        records["key"] = keys[order]
         records["doc"] = docs[order]
         path = Path(folder) / f"bucket_{band:03d}" / f"{shard:05d}{SIG_SUFFIX}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +136,7 @@ class BandLayout:
         tmp.replace(path)
 
 
-EXACT_LAYOUT = BandLayout(bands=1, rows=1, bits=64)
+EXACT_LAYOUT = BandLayout(bands=1)
 
 
 class MinhashSigner:
@@ -155,10 +149,10 @@ class MinhashSigner:
 
     def __init__(self, cfg: NearDedupConfig, seed: int):
         self.shingle_hashes = ShingleHasher(cfg.ngram)
-        bands, rows = lsh_bands(cfg.threshold, cfg.num_perm)
-        self.layout = BandLayout(bands=bands, rows=rows, bits=32)
+        bands, self.rows = lsh_bands(cfg.threshold, cfg.num_perm)
+        self.layout = BandLayout(bands=bands)
         generator = np.random.default_rng(seed)
-        size = (bands * rows, 1)
+        size = (bands * self.rows, 1)
         self._a = generator.integers(0, 2**64, size=size, dtype=np.uint64) | np.uint64(1)
         self._b = generator.integers(0, 2**64, size=size, dtype=np.uint64)
 
@@ -167,7 +161,7 @@ class MinhashSigner:
         counts, values = self.shingle_hashes(keys)
         present = np.flatnonzero(counts)
         if not present.size:
-            return present, np.zeros((0, self.layout.bands * self.layout.rows), np.uint32)
+            return present, np.zeros((0, self.layout.bands * self.rows), np.uint32)
         values = values[None, :]
         # One (hashes, shingles) buffer, in place from here. Hash-major, each hash function's values are
         # contiguous and reduce along a row: 2.5× faster than shingle-major rows on a batch of 1,024 keys,
@@ -179,13 +173,27 @@ class MinhashSigner:
         minima >>= np.uint64(32)  # the high half's minimum is the minimum's high half
         return present, minima.astype(np.uint32).T
 
+    def band_keys(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(index of each dedup key that has shingles, one 64-bit key per band as a (n, bands) uint64 matrix):
+        the band's minima taken two at a time as 64-bit words, chained through `fmix64` (a bijection)."""
+        present, signatures = self.signatures(keys)
+        minima = signatures.reshape(len(present), self.layout.bands, self.rows).astype(np.uint64)
+        band_keys = np.zeros(minima.shape[:2], np.uint64)
+        for row in range(0, self.rows, 2):
+            word = minima[:, :, row] << np.uint64(32)
+            if row + 1 < self.rows:
+                word |= minima[:, :, row + 1]
+            band_keys ^= word
+            fmix64(band_keys)
+        return present, band_keys
 
-RECORDS_PER_TASK = 1_000_000  # band records one collision task holds (~200 MB with its sort buffers at 13 rows)
+
+RECORDS_PER_TASK = 1_000_000  # band records one collision task holds (~60 MB with its sort buffers)
 
 
 @dataclass(frozen=True)
 class BandTask:
-    """One collision task: the records of `band` in `folder` whose first hash is in [low, high)."""
+    """One collision task: the records of `band` in `folder` whose key is in [low, high)."""
 
     folder: str
     band: int
@@ -199,8 +207,8 @@ def band_files(folder: Path, band: int) -> list[Path]:
 
 
 def plan_band_tasks(folder: Path, layout: BandLayout, per_task: int = RECORDS_PER_TASK) -> list[BandTask]:
-    """Every band of `folder`, each cut into hash ranges of at most about `per_task` records (the ranges
-    come from quantiles of a sample of first hashes, so skewed minima still split evenly)."""
+    """Every band of `folder`, each cut into key ranges of at most about `per_task` records (the ranges come
+    from quantiles of a sample of keys, so skewed keys still split evenly)."""
     tasks = []
     for band in range(layout.bands):
         files = band_files(folder, band)
@@ -209,7 +217,7 @@ def plan_band_tasks(folder: Path, layout: BandLayout, per_task: int = RECORDS_PE
         pieces = max(1, -(-count // per_task))
         bounds: list[int | None] = [0, None]
         if pieces > 1:
-            sample = np.sort(np.concatenate([m["h0"][:: max(1, len(m) * pieces // 4096)] for m in maps]))
+            sample = np.sort(np.concatenate([m["key"][:: max(1, len(m) * pieces // 4096)] for m in maps]))
             inner = sample[(np.arange(1, pieces) * len(sample)) // pieces]
             bounds = [0, *sorted(set(inner.tolist()) - {0}), None]
         tasks += [BandTask(str(folder), band, layout, low, high) for low, high in itertools.pairwise(bounds)]
@@ -218,28 +226,23 @@ def plan_band_tasks(folder: Path, layout: BandLayout, per_task: int = RECORDS_PE
 
 def band_collisions(task: BandTask) -> np.ndarray:
     """(shard, doc, shard, doc) rows: each document paired with the first document of its group of equal
-    band hashes, earlier one first (datatrove's `.dups` layout)."""
-    rows, nodes = [], []
+    band keys, earlier one first (datatrove's `.dups` layout)."""
+    keys, nodes = [], []
     for path in band_files(Path(task.folder), task.band):
         if not path.stat().st_size:
             continue
         records = np.memmap(path, dtype=task.layout.record, mode="r")
-        begin = int(np.searchsorted(records["h0"], task.low))
-        end = len(records) if task.high is None else int(np.searchsorted(records["h0"], task.high))
+        begin = int(np.searchsorted(records["key"], task.low))
+        end = len(records) if task.high is None else int(np.searchsorted(records["key"], task.high))
         part = np.asarray(records[begin:end])
-        rows.append(np.stack([part[f"h{i}"] for i in range(task.layout.rows)], axis=1).astype(np.uint64))
+        keys.append(part["key"])
         nodes.append((np.int64(int(path.name[: -len(SIG_SUFFIX)])) << 32) | part["doc"].astype(np.int64))
-    if not rows:
+    if not keys:
         return np.zeros((0, 4), np.uint32)
-    hashes, node = np.concatenate(rows), np.concatenate(nodes)
-    with np.errstate(over="ignore"):  # a 64-bit fingerprint of each row to sort on; rows are compared after
-        fingerprint = np.zeros(len(node), np.uint64)
-        for column in hashes.T:
-            fingerprint = (fingerprint ^ column) * np.uint64(0x9E3779B97F4A7C15)
-    order = np.lexsort((node, fingerprint))
-    hashes, node = hashes[order], node[order]
-    same = np.all(hashes[1:] == hashes[:-1], axis=1)
-    group_start = np.concatenate([[0], np.flatnonzero(~same) + 1])
+    key, node = np.concatenate(keys), np.concatenate(nodes)
+    order = np.lexsort((node, key))
+    key, node = key[order], node[order]
+    group_start = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
     first = np.repeat(group_start, np.diff(np.append(group_start, len(node))))
     member = np.flatnonzero(first != np.arange(len(node)))
     earlier, later = node[first[member]], node[member]

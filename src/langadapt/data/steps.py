@@ -291,12 +291,10 @@ class ShardWriter(PipelineStep):
     def _sign(self, keys: list[str], first: int, band_files: list[io.BufferedWriter]) -> None:
         """Append the MinHash band records of `keys` (documents first, first + 1, ...) and clear `keys`."""
         if band_files and keys:
-            layout = self.signer.layout
-            present, signatures = self.signer.signatures(keys)
+            present, band_keys = self.signer.band_keys(keys)
             for band, handle in enumerate(band_files):
-                records = np.empty(len(present), dtype=layout.record)
-                for row in range(layout.rows):
-                    records[f"h{row}"] = signatures[:, band * layout.rows + row]
+                records = np.empty(len(present), dtype=self.signer.layout.record)
+                records["key"] = band_keys[:, band]
                 records["doc"] = present + first
                 handle.write(records.tobytes())
         keys.clear()
@@ -306,12 +304,11 @@ class ShardWriter(PipelineStep):
             handle.close()
             unsorted = Path(handle.name)
             records = np.fromfile(unsorted, dtype=self.signer.layout.record)
-            columns = np.stack([records[f"h{i}"] for i in range(self.signer.layout.rows)], axis=1)
-            self.signer.layout.write_sorted(self.work / "minhash", rank, band, columns, records["doc"])
+            self.signer.layout.write_sorted(self.work / "minhash", rank, band, records["key"], records["doc"])
             unsorted.unlink()
 
     def _write_exact(self, hashes: list[int], rank: int) -> None:
-        values = np.array(hashes, dtype=np.uint64)[:, None]
+        values = np.array(hashes, dtype=np.uint64)
         EXACT_LAYOUT.write_sorted(self.work / "exact", rank, 0, values, np.arange(len(hashes), dtype=np.uint32))
 
 
