@@ -17,7 +17,7 @@ from datatrove.pipeline.base import PipelineStep
 from langadapt.data.config import DataConfig
 from langadapt.data.corpus import corpus_file, read_texts
 from langadapt.data.engine import ForkingExecutor
-from langadapt.data.ingest import ingest_corpus
+from langadapt.data.ingest import WORK_LAYOUT, ingest_corpus
 from langadapt.data.steps import Normalizer
 from langadapt.errors import LangadaptError
 
@@ -64,6 +64,29 @@ def test_a_killed_worker_fails_the_stage_and_a_rerun_resumes(tmp_path: Path, bas
     fresh = run(cfg, tmp_path / "fresh", tmp_path / "fresh-work")
     assert resumed["sources"] == fresh["sources"]
     assert list(read_texts(corpus_file(out, "eu"))) == list(read_texts(corpus_file(tmp_path / "fresh", "eu")))
+
+
+def test_a_work_folder_of_another_layout_starts_afresh(tmp_path: Path, basque_texts: list[str]) -> None:
+    cfg = corpus(tmp_path, basque_texts, {"workers": 1})
+    work = tmp_path / "work"
+    first = run(cfg, tmp_path / "out", work)
+    assert (work / "LAYOUT").read_text() == WORK_LAYOUT
+    done = {p.name: p.stat().st_mtime_ns for p in (work / "logs" / "process" / "completions").iterdir()}
+    assert run(cfg, tmp_path / "again", work)["sources"] == first["sources"]  # same layout: resumed
+    assert {p.name: p.stat().st_mtime_ns for p in (work / "logs" / "process" / "completions").iterdir()} == done
+
+    (work / "LAYOUT").unlink()  # as a folder left by a crashed run of an older release
+    (work / "KEY").write_text("the run store's key\n")
+    stale = work / "minhash" / "bucket_000" / "00000.minhash.sig"
+    stale.write_bytes(b"\x00" * 56)  # one record of the old layout, which the new one cannot read
+    rerun = run(cfg, tmp_path / "rerun", work)
+    after = {p.name: p.stat().st_mtime_ns for p in (work / "logs" / "process" / "completions").iterdir()}
+    assert after.keys() == done.keys() and all(after[name] > done[name] for name in done)  # every shard again
+    assert (work / "KEY").read_text() == "the run store's key\n" and (work / "LAYOUT").read_text() == WORK_LAYOUT
+    assert stale.stat().st_size % 12 == 0  # rewritten in 12-byte records
+    assert rerun["sources"] == first["sources"]
+    texts = {name: list(read_texts(corpus_file(tmp_path / name, "eu"))) for name in ("out", "rerun")}
+    assert texts["rerun"] == texts["out"]
 
 
 FAKE_SBATCH = """#!/bin/bash

@@ -82,10 +82,28 @@ def languages_in_play(cfg: DataConfig, target_language: str | None) -> list[str]
     return sorted(codes)
 
 
+# What the work folder's files are (bumped with their layout: 2 = one 64-bit key per MinHash band). A folder
+# left by another layout, e.g. a run that crashed before an upgrade, starts afresh: its completion markers
+# would otherwise skip shards whose files the new code cannot read.
+WORK_LAYOUT = "2"
+
+
+def _claim(work: Path) -> None:
+    """Empty `work` (all but the run store's KEY) unless it was written in `WORK_LAYOUT`; then mark it so."""
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / "LAYOUT"
+    if marker.is_file() and marker.read_text() == WORK_LAYOUT:
+        return
+    for child in work.iterdir():
+        if child.name != "KEY":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    marker.write_text(WORK_LAYOUT)
+
+
 @contextmanager
 def _folder(work: Path | None) -> Iterator[Path]:
     if work is not None:
-        Path(work).mkdir(parents=True, exist_ok=True)
+        _claim(Path(work))
         yield Path(work)
         return
     with tempfile.TemporaryDirectory(prefix="langadapt-data-") as tmp:
