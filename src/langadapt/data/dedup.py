@@ -13,6 +13,7 @@ documents per band and key range: datatrove's `MinhashDedupBuckets` merges the f
 (~5 µs a record here), this sorts a range at a time with numpy (~0.1 µs); each task holds at most
 `RECORDS_PER_TASK` records, so memory stays flat in the corpus size.
 """
+
 from __future__ import annotations
 
 import itertools
