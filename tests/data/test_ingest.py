@@ -177,3 +177,14 @@ def test_token_count_every_k_samples_training_shards_and_counts_eval_texts(
     assert sampled["eval"]["dev"] == exact["eval"]["dev"] and "tokens_estimated_from" not in sampled["eval"]["dev"]
     for key in ("documents", "characters", "words"):
         assert eu[key] == exact["sources"]["eu"][key]
+
+
+def test_the_work_folders_size_is_reported(tmp_path: Path, basque_texts: list[str]) -> None:
+    cfg = data_config(eu={"path": str(write_jsonl(tmp_path / "eu.jsonl", basque_texts[:600])), "language": "eu"})
+    work = tmp_path / "work"
+    report = ingest_corpus(cfg, seed=1, target_language="eu", tokenizer=None, work=work)
+    on_disk = sum(path.stat().st_size for path in work.rglob("*") if path.is_file())
+    assert report["throughput"]["work_mb"] == round(on_disk / 1e6, 3)
+    signed = sum(path.stat().st_size for path in (work / "exact").rglob("*.minhash.sig")) // 12  # a record each
+    band_bytes = sum(path.stat().st_size for path in (work / "minhash").rglob("*.minhash.sig"))
+    assert signed > 400 and band_bytes == 9 * 12 * signed  # 9 bands of 12-byte records: 108 bytes a document

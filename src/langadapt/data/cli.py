@@ -121,9 +121,11 @@ def _print_throughput(throughput: dict[str, Any] | None) -> None:
 
     if not throughput:
         return
+    work = throughput.get("work_mb")  # absent from manifests written before it was measured
+    scratch = f"; work folder {work} MB at its fullest" if work is not None else ""
     table = Table(title=f"throughput: {throughput['input_mb']} MB in {throughput['wall_seconds']} s with "
                         f"{throughput['workers']} workers = {throughput['mb_per_s']} MB/s, "
-                        f"{throughput['docs_per_s']} documents/s", title_justify="left")
+                        f"{throughput['docs_per_s']} documents/s{scratch}", title_justify="left")
     for column in ("step", "core s", "documents", "MB/s (one core)", "documents/s"):
         table.add_column(column, justify="left" if column == "step" else "right")
     for name, step in throughput["steps"].items():

@@ -255,13 +255,15 @@ class CorpusRun:
                               dict(report.removed.most_common()) or "none")
         input_bytes = sum(step_counters(r).get("input_bytes", 0) for r in stats["process"].values())
         documents = sum(r.read for r in reports.values())
+        work_bytes = sum(path.stat().st_size for path in self.work.rglob("*") if path.is_file())
         return {
             "langid_languages": self.codes,
             "langid_backend": self.cfg.langid.backend if self.cfg.langid else None,
             "eval": {n: r.to_dict(with_tokens) for (e, n), r in reports.items() if e},
             "sources": {n: r.to_dict(with_tokens) for (e, n), r in reports.items() if not e},
             "shards": len(self.plan),
-            "throughput": throughput(input_bytes, documents, seconds, self.engine.seconds, stats, self.engine.workers),
+            "throughput": throughput(input_bytes, documents, seconds, self.engine.seconds, stats, self.engine.workers,
+                                     work_bytes),
         }
 
 

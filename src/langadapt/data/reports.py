@@ -91,9 +91,10 @@ def source_reports(plan: list[Shard], languages: dict[tuple[bool, str], str | No
 
 
 def throughput(input_bytes: float, documents: int, wall_seconds: float, phases: dict[str, float],
-               stats: dict[str, RankStats], workers: int) -> dict[str, Any]:
+               stats: dict[str, RankStats], workers: int, work_bytes: int) -> dict[str, Any]:
     """End-to-end MB/s and documents/s, and per step the core-seconds it took and the rate it alone would
-    run at on one core (input MB of the whole stage / the step's seconds)."""
+    run at on one core (input MB of the whole stage / the step's seconds); `work_bytes`: the scratch the
+    stage's work folder held at its end, its fullest (the disk a corpus this size needs besides its output)."""
     mb = input_bytes / 1e6
     steps: dict[str, dict[str, float]] = {}
     for phase, ranks in stats.items():
@@ -117,4 +118,5 @@ def throughput(input_bytes: float, documents: int, wall_seconds: float, phases: 
         "docs_per_s": round(documents / wall_seconds, 1) if wall_seconds else None,
         "phases": {name: round(seconds, 3) for name, seconds in phases.items()},
         "steps": steps,
+        "work_mb": round(work_bytes / 1e6, 3),
     }
