@@ -94,7 +94,9 @@ def throughput(input_bytes: float, documents: int, wall_seconds: float, phases: 
                stats: dict[str, RankStats], workers: int, work_bytes: int) -> dict[str, Any]:
     """End-to-end MB/s and documents/s, and per step the core-seconds it took and the rate it alone would
     run at on one core (input MB of the whole stage / the step's seconds); `work_bytes`: the scratch the
-    stage's work folder held at its end, its fullest (the disk a corpus this size needs besides its output)."""
+    stage's work folder held at its end (the disk a corpus this size needs besides its output). That is its
+    fullest unless nearly every document is a duplicate: the cluster phase's own scratch (≤ 9 bytes a
+    document, deleted after it) can then briefly exceed the corpus the write phase adds."""
     mb = input_bytes / 1e6
     steps: dict[str, dict[str, float]] = {}
     for phase, ranks in stats.items():
